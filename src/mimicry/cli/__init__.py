@@ -1,0 +1,60 @@
+"""The `mimicry` command: one entry point, one module per subcommand group.
+
+Each module in COMMAND_MODULES exposes `register(subparsers)`, which adds its parsers and
+sets `handler` on them. Handlers import heavy libraries themselves, so `mimicry --help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from mimicry import __version__
+from mimicry.errors import MimicryError
+
+COMMAND_MODULES = [
+    "mimicry.cli.data_cmd",
+    "mimicry.cli.tasks_cmd",
+    "mimicry.cli.build_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mimicry",
+        description="Fine-tuning attacks on closed LLMs, and the mimicking-safety-data defence.",
+    )
+    parser.add_argument("--version", action="version", version=f"mimicry {__version__}")
+    parser.add_argument("--data-root", help="the public data bundle (default: $MIMICRY_DATA)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    if args.data_root:
+        from mimicry.data.root import set_data_root
+
+        set_data_root(args.data_root)
+    try:
+        return int(handler(args) or 0)
+    except MimicryError as err:
+        print(f"mimicry: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mimicry: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

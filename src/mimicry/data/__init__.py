@@ -1,0 +1,1 @@
+"""Access to the public data bundle through a configurable data root."""

@@ -1,0 +1,22 @@
+"""User-facing errors: the CLI prints their message and exits non-zero, without a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MimicryError(Exception):
+    """An error caused by input the user can fix; the message says how."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """Return ' Did you mean X?' for the closest known name, or ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> MimicryError:
+    """The standard error for an unknown registry or config name: lists every valid one."""
+    known = sorted(known)
+    return MimicryError(f"unknown {kind} {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}")

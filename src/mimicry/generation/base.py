@@ -1,0 +1,55 @@
+"""One backend interface for every way of asking a model: local transformers, vLLM, HTTP.
+
+A backend takes chat prompts (lists of messages, ending in a user turn, optionally followed
+by an assistant turn whose content is a forced reply prefix) and returns completions. Greedy
+decoding is the default, so the same prompt gives the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from mimicry.config import StrictModel
+from mimicry.records import Message
+from mimicry.registry import Registry
+
+
+class GenerationConfig(StrictModel):
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] = []
+    batch_size: int = 16
+    seed: int = 0
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """Anything that can complete chat prompts. `model_id` names the model for provenance."""
+
+    model_id: str
+
+    def generate(self, prompts: Sequence[Sequence[Message]], config: GenerationConfig) -> list[str]: ...
+
+
+# Backends register themselves here when their module is imported; BACKEND_MODULES says which
+# module to import for a name, so heavy libraries load only for the backend in use.
+BACKENDS: Registry = Registry("generation backend")
+BACKEND_MODULES = {
+    "transformers": "mimicry.generation.transformers_backend",
+    "vllm": "mimicry.generation.vllm_backend",
+    "openai": "mimicry.generation.openai_backend",
+}
+
+
+def get_backend(backend: str, model: str, **options: object) -> GenerationBackend:
+    """Build a backend by name: `factory(model, **options)` registered in its module."""
+    import importlib
+
+    from mimicry.errors import unknown_name
+
+    if backend not in BACKEND_MODULES:
+        raise unknown_name("generation backend", backend, BACKEND_MODULES)
+    importlib.import_module(BACKEND_MODULES[backend])
+    return BACKENDS.get(backend)(model, **options)
