@@ -1,7 +1,7 @@
 """The `mimicry` command: one entry point, one module per subcommand group.
 
-Each module in COMMAND_MODULES exposes `register(subparsers)`, which adds its parsers and
-sets `handler` on them. Handlers import heavy libraries themselves, so `mimicry --help`
+Every `*_cmd` module in this package is discovered and exposes `register(subparsers)`, which
+adds its parsers and sets `handler` on them. Handlers import heavy libraries themselves, so `mimicry --help`
 stays fast.
 """
 
@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
 
 from mimicry import __version__
 from mimicry.errors import MimicryError
 
-COMMAND_MODULES = [
-    "mimicry.cli.data_cmd",
-    "mimicry.cli.tasks_cmd",
-    "mimicry.cli.build_cmd",
-]
+
+
+def command_modules() -> list[str]:
+    return sorted(
+        f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd")
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mimicry {__version__}")
     parser.add_argument("--data-root", help="the public data bundle (default: $MIMICRY_DATA)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(name).register(sub)
     return parser
 
