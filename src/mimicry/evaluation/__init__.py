@@ -1,0 +1,1 @@
+"""Evaluation: attack success, over-refusal and task accuracy, scored by validated judges."""
