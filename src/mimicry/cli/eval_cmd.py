@@ -1,0 +1,114 @@
+"""`mimicry eval`: harm (ASR), over-refusal and task suites on a model; `mimicry eval validate-judges`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a model: attack success, over-refusal, task accuracy (or: eval validate-judges)",
+        description="Run evaluation suites, or `mimicry eval validate-judges` to score the judges "
+                    "on the labelled validation set.",
+    )
+    ev.add_argument("action", nargs="?", choices=["run", "validate-judges"], default="run",
+                    help="run the suites (default) or validate the judges")
+    ev.add_argument("--model", help="model name, local directory or packaged model (required to run)")
+    ev.add_argument("--suite", default="harm,overrefusal", help="comma-separated: harm, overrefusal, task")
+    ev.add_argument("--task", help="task for the task suite, e.g. piqa")
+    ev.add_argument("--strategy", help="strategy the model was tuned with (benign, aoa, autoif, aoa+autoif)")
+    ev.add_argument("--judge", help="comma-separated judge specs (default: keyword; validate-judges: "
+                                    "keyword,learned), e.g. keyword,llm:openai:gpt-4o@https://api.openai.com/v1")
+    ev.add_argument("--limit", type=int, help="at most N prompts per set and N task examples (seeded sample)")
+    ev.add_argument("--config", help="YAML file of EvalConfig keys; flags override it")
+    ev.add_argument("--max-new-tokens", type=int)
+    ev.add_argument("--batch-size", type=int)
+    ev.add_argument("--seed", type=int)
+    ev.add_argument("--advbench-sample", help="AdvBench prompts to use: a number or 'all' (default 100)")
+    ev.add_argument("--harm-sets", help="comma-separated harmful prompt sets")
+    ev.add_argument("--overrefusal-sets", help="comma-separated safe prompt sets")
+    ev.add_argument("--out", help="output directory (default: $MIMICRY_HOME/artifacts/eval/<hash>)")
+    ev.add_argument("--write", help="validate-judges: write the markdown report to this file")
+    ev.set_defaults(handler=eval_handler)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def build_config(args: argparse.Namespace):  # -> EvalConfig
+    from mimicry.config import load_yaml_config, validate_config
+    from mimicry.errors import MimicryError
+    from mimicry.evaluation.suites import EvalConfig
+
+    config = load_yaml_config(EvalConfig, args.config) if args.config else EvalConfig()
+    overrides: dict = {}
+    for flag, key in [("max_new_tokens", "max_new_tokens"), ("batch_size", "batch_size"), ("seed", "seed"),
+                      ("limit", "limit")]:
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    if args.judge:
+        overrides["judges"] = _csv(args.judge)
+    if args.harm_sets:
+        overrides["harm_sets"] = _csv(args.harm_sets)
+    if args.overrefusal_sets:
+        overrides["overrefusal_sets"] = _csv(args.overrefusal_sets)
+    if args.advbench_sample is not None:
+        value = args.advbench_sample.strip().lower()
+        if value != "all" and not value.isdigit():
+            raise MimicryError(f"--advbench-sample takes a number or 'all', got {args.advbench_sample!r}")
+        overrides["advbench_sample"] = None if value == "all" else int(value)
+    return validate_config(EvalConfig, {**config.model_dump(), **overrides}, "eval options")
+
+
+def print_summary(summary) -> None:  # summary: EvalSummary
+    from rich.table import Table
+
+    from mimicry.console import out
+
+    table = Table(title=f"{summary.model}  ->  {summary.out_dir}")
+    for col in ("suite", "metric", "set", "presentation", "judge"):
+        table.add_column(col)
+    for col in ("value", "95% CI", "n", "unparsed"):
+        table.add_column(col, justify="right")
+    for r in summary.rows:
+        table.add_row(r.suite, r.metric, r.set, r.presentation, r.judge or "", f"{r.value:.3f}",
+                      f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", str(r.n), str(r.unparsed))
+    out.print(table)
+
+
+def eval_handler(args: argparse.Namespace) -> int:
+    if args.action == "validate-judges":
+        return validate_handler(args)
+    from mimicry.errors import MimicryError
+    from mimicry.evaluation.suites import evaluate
+    from mimicry.hashing import hash_obj
+    from mimicry.paths import artifacts_dir
+
+    if not args.model:
+        raise MimicryError("--model is required: a model name, a local directory or a packaged model")
+    config = build_config(args)
+    out = Path(args.out) if args.out else artifacts_dir() / "eval" / hash_obj(
+        {"model": args.model, "strategy": args.strategy, "task": args.task})
+    summary = evaluate(args.model, args.suite, task=args.task, strategy=args.strategy, config=config,
+                       out_dir=out)
+    print_summary(summary)
+    return 0
+
+
+def validate_handler(args: argparse.Namespace) -> int:
+    from mimicry.console import info, out
+    from mimicry.evaluation.judges import build_judge
+    from mimicry.evaluation.validation import build_validation_set, validation_markdown
+    from mimicry.records import atomic_write_text
+
+    judges = [build_judge(spec) for spec in _csv(args.judge or "keyword,learned")]
+    report = validation_markdown(judges, build_validation_set())
+    if args.write:
+        atomic_write_text(args.write, report)
+        info(f"wrote {args.write}")
+    else:
+        out.print(report, markup=False, highlight=False)
+    return 0

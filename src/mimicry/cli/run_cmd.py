@@ -1,0 +1,60 @@
+"""`mimicry run CONFIG.yaml` runs a grid of cached stages; `mimicry report RUN_DIR` writes its report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run every cell of an experiment grid (cached, resumable)")
+    run.add_argument("config", help="the grid YAML (e.g. configs/quickstart.yaml)")
+    run.add_argument("--run-dir", help="where the results table and index go (default: runs/<grid name>)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every cell (names, settings, models, data building and mixing) without training",
+    )
+    run.add_argument(
+        "--skip-align", action="store_true", help="fine-tune the models as named, without the alignment stage"
+    )
+    run.add_argument("--report", action="store_true", help="write the report when the run finishes")
+    run.set_defaults(handler=run_handler)
+
+    report = sub.add_parser("report", help="write report.md and figures for a run directory")
+    report.add_argument("run_dir", help="a run directory written by `mimicry run`")
+    report.set_defaults(handler=report_handler)
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    from mimicry.console import info, out
+    from mimicry.experiments.grid import load_grid
+    from mimicry.experiments.report import write_report
+    from mimicry.experiments.runner import run_grid
+
+    grid = load_grid(args.config)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / grid.name
+    outcome = run_grid(grid, run_dir, dry_run=args.dry_run, skip_align=args.skip_align)
+    computed = ", ".join(f"{n} {s}" for s, n in sorted(outcome.computed.items())) or "nothing"
+    reused = ", ".join(f"{n} {s}" for s, n in sorted(outcome.reused.items())) or "nothing"
+    verb = "checked" if args.dry_run else "ran"
+    out.print(
+        f"{verb} {outcome.cells} cells of {grid.name!r} in {outcome.seconds:.1f} s; "
+        f"computed: {computed}; reused: {reused}",
+        highlight=False,
+    )
+    if args.dry_run:
+        return 0
+    out.print(f"{outcome.results} result rows in {run_dir / 'results.sqlite'}", highlight=False)
+    if args.report:
+        info(f"report: {write_report(run_dir)}")
+    return 0
+
+
+def report_handler(args: argparse.Namespace) -> int:
+    from mimicry.console import out
+    from mimicry.experiments.report import write_report
+
+    path = write_report(Path(args.run_dir))
+    out.print(f"wrote {path}", highlight=False)
+    return 0

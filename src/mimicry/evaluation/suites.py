@@ -1,0 +1,397 @@
+"""The evaluation suites and `evaluate`, the one entry point the CLI and the experiment runner use.
+
+harm:        ASR on harmful prompt sets, each prompt asked plain (the model's chat template) and
+             in-format (wrapped by `Strategy.present` of the strategy the model was tuned with),
+             scored by every configured judge; plus judge agreement (Cohen's kappa).
+overrefusal: keyword refusal rate on safe prompt sets, in both presentations.
+task:        task accuracy in the training format (`strategy.render(example).prompt_messages`,
+             with the strategy's reply prefix forced), unparseable answers counted separately.
+
+Every generation and verdict is appended to JSONL under `out_dir` as soon as its batch is done
+(with prompt, presentation, model, judge and config hash), so an interrupted run resumes; the
+summary (`summary.json`) carries seeded bootstrap 95% intervals.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mimicry.config import StrictModel
+from mimicry.errors import MimicryError, unknown_name
+from mimicry.evaluation.judges import Judge, build_judge, is_degenerate, parse_judge_list
+from mimicry.evaluation.metrics import bootstrap_ci, bootstrap_kappa_ci, cohen_kappa, mean
+from mimicry.evaluation.refusal import is_refusal
+from mimicry.evaluation.store import RecordStore
+from mimicry.generation.base import GenerationBackend, GenerationConfig
+from mimicry.hashing import hash_obj
+from mimicry.records import Message, atomic_write_text
+from mimicry.registry import Registry
+
+Presentation = Literal["plain", "in-format"]
+DEFAULT_HARM_SETS = ["harmful_instructions", "harmful_questions", "advbench"]
+DEFAULT_OVERREFUSAL_SETS = ["xstest_safe", "physical_safe", "alpaca_eval"]
+
+
+class EvalConfig(StrictModel):
+    """What to evaluate and how. `limit` caps every prompt set and the task (seeded sample)."""
+
+    max_new_tokens: int = Field(256, gt=0)
+    task_max_new_tokens: int | None = Field(None, gt=0)
+    limit: int | None = Field(None, gt=0)
+    harm_sets: list[str] = DEFAULT_HARM_SETS
+    overrefusal_sets: list[str] = DEFAULT_OVERREFUSAL_SETS
+    presentations: list[Presentation] = ["plain", "in-format"]
+    judges: list[str] = ["keyword"]
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    batch_size: int = Field(8, gt=0)
+    judge_batch_size: int = Field(16, gt=0)
+    seed: int = 0
+    advbench_sample: int | None = Field(100, gt=0)
+    task_split: str = "test"
+
+
+class SummaryRow(BaseModel):
+    suite: str
+    metric: str
+    set: str
+    presentation: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    unparsed: int = 0
+    judge: str | None = None
+
+
+class EvalSummary(BaseModel):
+    model: str
+    config_hash: str
+    out_dir: str
+    rows: list[SummaryRow]
+
+    def row(self, suite: str, metric: str, set_name: str, presentation: str,
+            judge: str | None = None) -> SummaryRow:
+        wanted = (suite, metric, set_name, presentation, judge)
+        for r in self.rows:
+            if (r.suite, r.metric, r.set, r.presentation, r.judge) == wanted:
+                return r
+        raise KeyError(wanted)
+
+
+@dataclass
+class EvalContext:
+    """What every suite needs: the model, where records go, the resolved options."""
+
+    backend: GenerationBackend
+    config: EvalConfig
+    strategy: Any  # mimicry.strategies.Strategy or None
+    task: str | None
+    out_dir: Path
+    generations: RecordStore
+    verdicts: RecordStore
+    judges: list[Judge] = field(default_factory=list)
+
+    def generation_config(self, max_new_tokens: int | None = None) -> GenerationConfig:
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            batch_size=self.config.batch_size,
+            seed=self.config.seed,
+        )
+
+    def config_hash(self, generation: GenerationConfig) -> str:
+        """Keys generations: model, decoding and strategy; not limits or set lists, so raising
+        a limit reuses what exists."""
+        return hash_obj({"model": self.backend.model_id, "generation": generation,
+                         "strategy": self.strategy.name if self.strategy else None})
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to generate: its key parts, the messages to send, and what to keep with it."""
+
+    suite: str
+    set: str
+    presentation: str
+    item_id: str
+    request: str
+    messages: list[Message]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SuiteFn = Callable[[EvalContext], list[SummaryRow]]
+SUITES: Registry[SuiteFn] = Registry("evaluation suite")
+
+
+def _generate(ctx: EvalContext, items: Sequence[Item], generation: GenerationConfig,
+              label: str) -> dict[str, dict[str, Any]]:
+    """Generate what is missing, appending each batch; return the records of `items` by item key.
+
+    Progress is the backend's to show (one live display at a time); this logs each batch."""
+    from mimicry.console import info
+
+    config_hash = ctx.config_hash(generation)
+
+    def key(item: Item) -> str:
+        return f"{config_hash}/{item.suite}/{item.set}/{item.presentation}/{item.item_id}"
+
+    todo = [i for i in items if key(i) not in ctx.generations]
+    info(f"{label}: {len(todo)} to generate, {len(items) - len(todo)} already stored")
+    for start in range(0, len(todo), ctx.config.batch_size):
+        batch = todo[start : start + ctx.config.batch_size]
+        replies = ctx.backend.generate([b.messages for b in batch], generation)
+        if len(replies) != len(batch):
+            raise MimicryError(f"the backend returned {len(replies)} replies for {len(batch)} prompts")
+        ctx.generations.append(
+            {
+                "key": key(b), "config_hash": config_hash, "model": ctx.backend.model_id,
+                "suite": b.suite, "set": b.set, "presentation": b.presentation, "item_id": b.item_id,
+                "prompt": b.request, "messages": [m.model_dump() for m in b.messages],
+                "response": reply, "generation": generation.model_dump(), **b.extra,
+            }
+            for b, reply in zip(batch, replies, strict=True)
+        )
+    return {key(i): ctx.generations.get(key(i)) or {} for i in items}
+
+
+def _judge(ctx: EvalContext, generations: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Verdicts of every judge on every generation, judging only what is not stored yet."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for judge in ctx.judges:
+        def vkey(g: dict[str, Any], judge: Judge = judge) -> str:
+            return f"{g['key']}|{judge.judge_id}"
+
+        todo = [g for g in generations if vkey(g) not in ctx.verdicts]
+        for start in range(0, len(todo), ctx.config.judge_batch_size):
+            batch = todo[start : start + ctx.config.judge_batch_size]
+            verdicts = judge.judge_batch([(g["prompt"], g["response"]) for g in batch])
+            ctx.verdicts.append(
+                {
+                    "key": vkey(g), "generation_key": g["key"], "config_hash": g["config_hash"],
+                    "model": g["model"], "suite": g["suite"], "set": g["set"],
+                    "presentation": g["presentation"], "item_id": g["item_id"], "prompt": g["prompt"],
+                    "response": g["response"], **v.to_json(),
+                }
+                for g, v in zip(batch, verdicts, strict=True)
+            )
+        out[judge.judge_id] = {g["key"]: ctx.verdicts.get(vkey(g)) or {} for g in generations}
+    return out
+
+
+def _select(items: list[Any], limit: int | None, seed: int) -> list[Any]:
+    """A seeded sample of `limit` items, kept in their original order (stable across reruns)."""
+    if limit is None or limit >= len(items):
+        return items
+    chosen = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in chosen]
+
+
+def _presentations(ctx: EvalContext) -> list[str]:
+    """In-format is dropped when there is no strategy or its scaffold is just the plain user turn."""
+    chosen = list(dict.fromkeys(ctx.config.presentations))
+    if "in-format" in chosen:
+        probe = "probe request"
+        if ctx.strategy is None or ctx.strategy.present(probe) == [Message(role="user", content=probe)]:
+            chosen.remove("in-format")
+    return chosen
+
+
+def _prompt_items(ctx: EvalContext, suite: str, set_names: Sequence[str], kind: str) -> list[Item]:
+    from mimicry.data.sources import PROMPT_SETS, load_prompt_set
+
+    items: list[Item] = []
+    for name in set_names:
+        spec = PROMPT_SETS.get(name)
+        if spec.kind != kind:
+            valid = [n for n in PROMPT_SETS if PROMPT_SETS.get(n).kind == kind]
+            raise unknown_name(f"{kind} prompt set (suite {suite})", name, valid)
+        prompts = load_prompt_set(name)
+        if name == "advbench":
+            prompts = _select(prompts, ctx.config.advbench_sample, ctx.config.seed)
+        prompts = _select(prompts, ctx.config.limit, ctx.config.seed)
+        for presentation in _presentations(ctx):
+            for p in prompts:
+                messages = ([Message(role="user", content=p.text)] if presentation == "plain"
+                            else ctx.strategy.present(p.text))
+                items.append(Item(suite, name, presentation, p.id, p.text, messages))
+    return items
+
+
+def _rate_row(suite: str, metric: str, set_name: str, presentation: str, outcomes: Sequence[bool | None],
+              seed: int, judge: str | None = None) -> SummaryRow:
+    parsed = [float(o) for o in outcomes if o is not None]
+    low, high = bootstrap_ci(parsed, seed=seed)
+    return SummaryRow(suite=suite, metric=metric, set=set_name, presentation=presentation,
+                      value=mean(parsed), ci_low=low, ci_high=high, n=len(parsed),
+                      unparsed=len(outcomes) - len(parsed), judge=judge)
+
+
+def _groups(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["set"], r["presentation"]), []).append(r)
+    return groups
+
+
+@SUITES.register("harm")
+def harm_suite(ctx: EvalContext) -> list[SummaryRow]:
+    items = _prompt_items(ctx, "harm", ctx.config.harm_sets, "harmful")
+    generations = list(_generate(ctx, items, ctx.generation_config(), "harm").values())
+    verdicts = _judge(ctx, generations)
+    rows: list[SummaryRow] = []
+    seed = ctx.config.seed
+    for (set_name, presentation), group in _groups(generations).items():
+        rows.append(_rate_row("harm", "degenerate_rate", set_name, presentation,
+                              [is_degenerate(g["response"]) for g in group], seed))
+        for judge_id, by_key in verdicts.items():
+            judged = [by_key[g["key"]] for g in group]
+            rows.append(_rate_row("harm", "asr", set_name, presentation, [v["complied"] for v in judged],
+                                  seed, judge_id))
+            scores = [v["harm_score"] for v in judged if v.get("harm_score") is not None]
+            if scores:
+                low, high = bootstrap_ci(scores, seed=seed)
+                rows.append(SummaryRow(suite="harm", metric="harm_score", set=set_name,
+                                       presentation=presentation, value=mean(scores), ci_low=low,
+                                       ci_high=high, n=len(scores), unparsed=len(judged) - len(scores),
+                                       judge=judge_id))
+    for a, b in combinations(sorted(verdicts), 2):
+        keys = [g["key"] for g in generations
+                if verdicts[a][g["key"]].get("complied") is not None
+                and verdicts[b][g["key"]].get("complied") is not None]
+        ratings_a = [bool(verdicts[a][k]["complied"]) for k in keys]
+        ratings_b = [bool(verdicts[b][k]["complied"]) for k in keys]
+        low, high = bootstrap_kappa_ci(ratings_a, ratings_b, seed=seed)
+        rows.append(SummaryRow(suite="harm", metric="kappa", set="all", presentation="all",
+                               value=cohen_kappa(ratings_a, ratings_b), ci_low=low, ci_high=high, n=len(keys),
+                               unparsed=len(generations) - len(keys), judge=f"{a} vs {b}"))
+    return rows
+
+
+@SUITES.register("overrefusal")
+def overrefusal_suite(ctx: EvalContext) -> list[SummaryRow]:
+    """Keyword refusal rate: model judges score harm, which a safe prompt's answer never has."""
+    items = _prompt_items(ctx, "overrefusal", ctx.config.overrefusal_sets, "safe")
+    generations = _generate(ctx, items, ctx.generation_config(), "over-refusal").values()
+    rows: list[SummaryRow] = []
+    for (set_name, presentation), group in _groups(list(generations)).items():
+        rows.append(_rate_row("overrefusal", "refusal_rate", set_name, presentation,
+                              [is_refusal(g["response"]) for g in group], ctx.config.seed, "keyword"))
+        rows.append(_rate_row("overrefusal", "degenerate_rate", set_name, presentation,
+                              [is_degenerate(g["response"]) for g in group], ctx.config.seed))
+    return rows
+
+
+@SUITES.register("task")
+def task_suite(ctx: EvalContext) -> list[SummaryRow]:
+    from mimicry.evaluation.answers import score_answer
+    from mimicry.tasks import load_task
+
+    if ctx.task is None:
+        raise MimicryError("the task suite needs a task: pass --task (e.g. --task piqa)")
+    spec = load_task(ctx.task)
+    strategy = ctx.strategy
+    if strategy is None:
+        from mimicry.strategies import get_strategy
+
+        strategy = get_strategy("benign")
+    examples = spec.examples(ctx.config.task_split, limit=ctx.config.limit, seed=ctx.config.seed)
+    items = []
+    for ex in examples:
+        prompt = list(strategy.render(ex).prompt_messages)
+        forced = [Message(role="assistant", content=strategy.reply_prefix)] if strategy.reply_prefix else []
+        items.append(Item("task", spec.name, strategy.name, ex.id, prompt[-1].content, prompt + forced,
+                          {"gold": ex.gold}))
+    generation = ctx.generation_config(ctx.config.task_max_new_tokens)
+    records = _generate(ctx, items, generation, f"task {spec.name}")
+    scores = [score_answer(spec.metric, rec["response"], ex, spec.labels)
+              for rec, ex in zip(records.values(), examples, strict=True)]
+    values = [s.value for s in scores]
+    unparsed = sum(s.parsed is None for s in scores)
+    low, high = bootstrap_ci(values, seed=ctx.config.seed)
+    rows = [SummaryRow(suite="task", metric=spec.metric, set=spec.name, presentation=strategy.name,
+                       value=mean(values), ci_low=low, ci_high=high, n=len(values), unparsed=unparsed)]
+    for extra in sorted({k for s in scores for k in s.extra}):
+        extra_values = [s.extra.get(extra, 0.0) for s in scores]
+        low, high = bootstrap_ci(extra_values, seed=ctx.config.seed)
+        rows.append(SummaryRow(suite="task", metric=extra, set=spec.name, presentation=strategy.name,
+                               value=mean(extra_values), ci_low=low, ci_high=high, n=len(values),
+                               unparsed=unparsed))
+    return rows
+
+
+def parse_suites(suites: Sequence[str] | str) -> list[str]:
+    names = [s.strip() for s in (suites.split(",") if isinstance(suites, str) else suites) if s.strip()]
+    if not names:
+        raise MimicryError(f"no suite given; choose from {', '.join(SUITES.names())}")
+    for name in names:
+        SUITES.get(name)
+    return list(dict.fromkeys(names))
+
+
+def resolve_backend(model: str | GenerationBackend) -> GenerationBackend:
+    """A backend object is used as is; a name or path loads the transformers backend."""
+    if isinstance(model, str):
+        from mimicry.generation.base import get_backend
+
+        return get_backend("transformers", model)
+    if not isinstance(model, GenerationBackend):
+        raise MimicryError(
+            f"expected a model name, a path or a generation backend, got {type(model).__name__}"
+        )
+    return model
+
+
+def evaluate(
+    model: str | GenerationBackend,
+    suites: Sequence[str] | str,
+    task: str | None = None,
+    strategy: str | None = None,
+    config: EvalConfig | None = None,
+    out_dir: str | Path = "eval",
+    judge_backends: dict[str, GenerationBackend] | None = None,
+) -> EvalSummary:
+    """Run the suites on a model; records and `summary.json` go to `out_dir` (reruns resume).
+
+    `judge_backends` maps a judge spec (as written, or its judge id) to an already-loaded backend.
+    """
+    config = config or EvalConfig()
+    names = parse_suites(suites)
+    raw_judges = [j.strip() for j in config.judges if j.strip()] if "harm" in names else []
+    judge_specs = parse_judge_list(raw_judges)
+    strategy_obj = None
+    if strategy is not None:
+        from mimicry.strategies import get_strategy
+
+        strategy_obj = get_strategy(strategy)
+    if "task" in names and task is None:
+        raise MimicryError("the task suite needs a task: pass --task (e.g. --task piqa)")
+    if task is not None:
+        from mimicry.tasks import load_task
+
+        spec = load_task(task)
+        if config.task_split not in spec.split_names():
+            raise unknown_name(f"split of task {task}", config.task_split, spec.split_names())
+    out = Path(out_dir)
+    backend = resolve_backend(model)
+    judges_by_spec = judge_backends or {}
+    ctx = EvalContext(
+        backend=backend, config=config, strategy=strategy_obj, task=task, out_dir=out,
+        generations=RecordStore(out / "generations.jsonl"), verdicts=RecordStore(out / "verdicts.jsonl"),
+    )
+    ctx.judges = [
+        build_judge(spec, backend=judges_by_spec.get(raw) or judges_by_spec.get(spec.judge_id),
+                    api_key_env=config.judge_api_key_env)
+        for raw, spec in zip(raw_judges, judge_specs, strict=True)
+    ]
+    rows: list[SummaryRow] = []
+    for name in names:
+        rows.extend(SUITES.get(name)(ctx))
+    summary = EvalSummary(model=backend.model_id, config_hash=hash_obj(config), out_dir=str(out), rows=rows)
+    atomic_write_text(out / "summary.json", summary.model_dump_json(indent=2))
+    return summary

@@ -1,0 +1,224 @@
+"""The experiment grid: model x task x strategy x mitigation (with its amount) x seed.
+
+A grid is YAML validated into `GridConfig`; every section rejects unknown keys and names the
+nearest valid one. The training, alignment and evaluation sections are validated against the
+configs of the stages that consume them (`SFTConfig`, `AlignConfig`, `EvalConfig`), so a typo
+there fails before any work starts, too.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from mimicry.config import StrictModel, load_yaml_config, validate_config
+from mimicry.errors import MimicryError, unknown_name
+from mimicry.hashing import hash_obj
+
+# Sections of the grid owned by other stages: (module, class) resolved lazily, so importing the
+# grid does not import the training or evaluation packages.
+SECTION_SCHEMAS: dict[str, tuple[str, str]] = {
+    "training": ("mimicry.training.sft", "SFTConfig"),
+    "alignment": ("mimicry.training.alignment", "AlignConfig"),
+    "evaluation": ("mimicry.evaluation.suites", "EvalConfig"),
+}
+
+BASELINE = "baseline"  # the mitigation label of the rows of a model that was not fine-tuned
+
+
+def section_schema(section: str) -> type[StrictModel]:
+    module, name = SECTION_SCHEMAS[section]
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise MimicryError(
+            f"the {section} settings need {module}.{name}, which is unavailable: {err}"
+        ) from None
+
+
+def validate_section(section: str, data: dict[str, Any], source: str = "grid") -> StrictModel:
+    return validate_config(section_schema(section), data, f"{source}, section {section!r}")
+
+
+class ModelEntry(StrictModel):
+    """A model to fine-tune: a registry name, a local directory or a hub id."""
+
+    name: str
+    align: bool = False  # run the (cached) alignment stage first and fine-tune the aligned model
+    label: str | None = None  # how the model is named in results (default: the name)
+
+    @property
+    def display(self) -> str:
+        return self.label or (f"{self.name}-aligned" if self.align else Path(self.name).name or self.name)
+
+
+class MitigationEntry(StrictModel):
+    """One mitigation method and the amounts of safety data to mix in (counts or ratios, not both)."""
+
+    method: str
+    counts: list[int] = []
+    ratios: list[float] = []
+    options: dict[str, Any] = {}  # the method's own settings, passed to `mix(config=...)`
+
+    @model_validator(mode="after")
+    def _one_kind_of_amount(self) -> MitigationEntry:
+        if self.counts and self.ratios:
+            raise ValueError(f"mitigation {self.method!r}: give counts or ratios, not both")
+        if any(c <= 0 for c in self.counts) or any(r <= 0 for r in self.ratios):
+            raise ValueError(f"mitigation {self.method!r}: amounts must be positive")
+        return self
+
+    def amounts(self) -> list[tuple[str | None, float | None]]:
+        if self.counts:
+            return [("count", float(c)) for c in self.counts]
+        if self.ratios:
+            return [("ratio", r) for r in self.ratios]
+        return [(None, None)]
+
+
+class DataSettings(StrictModel):
+    """How each cell's user data is built from its task."""
+
+    split: str = "train"
+    limit: int = Field(300, gt=0)  # training rows per cell (a seeded sample)
+    sample_seed: int = 0  # fixed across training seeds, so seeds vary training only
+
+
+class GenerationSettings(StrictModel):
+    """Which generation backend evaluation uses (transformers here, vllm on GPUs)."""
+
+    backend: str = "transformers"
+    options: dict[str, Any] = {}
+
+
+class GridConfig(StrictModel):
+    name: str
+    description: str = ""
+    models: list[ModelEntry]
+    tasks: list[str]
+    strategies: list[str]
+    mitigations: list[MitigationEntry]
+    seeds: list[int] = [0]
+    suites: list[str] = ["harm", "overrefusal", "task"]
+    data: DataSettings = DataSettings()
+    training: dict[str, Any] = {}
+    alignment: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {}
+    generation: GenerationSettings = GenerationSettings()
+    baseline: bool = True  # also evaluate each (aligned) base model, unfine-tuned, in each strategy's format
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> GridConfig:
+        for axis in ("models", "tasks", "strategies", "mitigations", "seeds"):
+            if not getattr(self, axis):
+                raise ValueError(f"the grid needs at least one entry in {axis!r}")
+        return self
+
+    def section(self, name: str) -> StrictModel:
+        return validate_section(name, getattr(self, name), self.name)
+
+    def config_hash(self) -> str:
+        return hash_obj(self)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid. A baseline cell evaluates the base model without fine-tuning."""
+
+    model: ModelEntry
+    task: str
+    strategy: str
+    mitigation: str
+    amount_kind: str | None
+    amount: float | None
+    seed: int
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.mitigation != BASELINE
+
+    @property
+    def amount_label(self) -> str:
+        if self.amount_kind is None or self.amount is None:
+            return ""
+        return f"{int(self.amount)}" if self.amount_kind == "count" else f"{self.amount:g}x"
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "model": self.model.display,
+            "task": self.task,
+            "strategy": self.strategy,
+            "mitigation": self.mitigation,
+            "amount_kind": self.amount_kind,
+            "amount": self.amount,
+            "seed": self.seed,
+        }
+
+    @property
+    def id(self) -> str:
+        return hash_obj(
+            {"fields": self.fields(), "model": self.model.model_dump(), "options": self.options}, 12
+        )
+
+    def describe(self) -> str:
+        amount = f" {self.amount_label}" if self.amount_label else ""
+        seed = f" seed {self.seed}" if self.fine_tuned else ""
+        return f"{self.model.display} {self.task} {self.strategy} {self.mitigation}{amount}{seed}"
+
+
+def expand(grid: GridConfig) -> list[Cell]:
+    """Every cell of the grid, baselines first (they need no fine-tuning and anchor the report)."""
+    cells: list[Cell] = []
+    for model in grid.models:
+        for task in grid.tasks:
+            for strategy in grid.strategies:
+                if grid.baseline:
+                    cells.append(Cell(model, task, strategy, BASELINE, None, None, 0))
+    for model in grid.models:
+        for task in grid.tasks:
+            for strategy in grid.strategies:
+                for mitigation in grid.mitigations:
+                    options = tuple(sorted(mitigation.options.items()))
+                    for kind, amount in mitigation.amounts():
+                        for seed in grid.seeds:
+                            cells.append(
+                                Cell(model, task, strategy, mitigation.method, kind, amount, seed, options)
+                            )
+    return cells
+
+
+def check_names(grid: GridConfig) -> None:
+    """Fail early on an unknown task, strategy, mitigation or suite, listing the valid ones."""
+    from mimicry.generation.base import BACKEND_MODULES
+    from mimicry.mitigations import MITIGATIONS, MixConfig
+    from mimicry.strategies import get_strategy
+    from mimicry.tasks import load_task
+
+    for task in grid.tasks:
+        spec = load_task(task)
+        if grid.data.split not in spec.split_names():
+            raise MimicryError(
+                f"task {task!r} has no split {grid.data.split!r} (data.split); it has "
+                f"{', '.join(spec.split_names())}"
+            )
+    if grid.generation.backend not in BACKEND_MODULES:
+        raise unknown_name("generation backend", grid.generation.backend, BACKEND_MODULES)
+    for strategy in grid.strategies:
+        get_strategy(strategy)
+    for i, mitigation in enumerate(grid.mitigations):
+        MITIGATIONS.get(mitigation.method)
+        validate_config(MixConfig, mitigation.options, f"{grid.name}, mitigations[{i}].options")
+    for section in SECTION_SCHEMAS:
+        if section != "alignment" or any(m.align for m in grid.models):
+            grid.section(section)
+
+
+def load_grid(path: str | Path) -> GridConfig:
+    grid = load_yaml_config(GridConfig, path)
+    check_names(grid)
+    return grid

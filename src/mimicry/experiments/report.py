@@ -1,0 +1,431 @@
+"""`mimicry report RUN_DIR`: report.md with per-cell tables, the paper's figures and provenance.
+
+Seeds are aggregated per configuration (model, task, strategy, mitigation, amount): the value is
+the mean over seeds and the 95% interval is the mean of the per-seed bootstrap bounds (each
+seed's interval covers the prompt sampling at the same n); the spread over seeds (min-max) is
+shown beside it, so training variance is visible and not folded into the interval.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mimicry.errors import MimicryError
+from mimicry.experiments.grid import BASELINE
+from mimicry.experiments.results import RESULTS_FILE, read_results
+from mimicry.records import atomic_write_text
+
+HARM_SUITE = "harm"
+HARM_METRIC = "asr"
+OVERREFUSAL_SUITE = "overrefusal"
+TASK_SUITE = "task"
+HARM_SETS_ORDER = ("harmful_instructions", "harmful_questions", "advbench")
+PRESENTATIONS_ORDER = ("plain", "in-format")
+NON_COMMERCIAL_MARKERS = ("NC", "non-commercial", "research use")
+FIGURE_DIR = "figures"
+
+CONFIG_FIELDS = ("model", "task", "strategy", "mitigation", "amount_kind", "amount")
+METRIC_FIELDS = ("suite", "metric", "set", "presentation", "judge")
+
+
+@dataclass
+class Aggregate:
+    """One metric of one configuration, aggregated over its seeds."""
+
+    config: tuple[Any, ...]
+    metric: tuple[Any, ...]
+    values: list[float] = field(default_factory=list)
+    lows: list[float] = field(default_factory=list)
+    highs: list[float] = field(default_factory=list)
+    n: list[int] = field(default_factory=list)
+    unparsed: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+    @property
+    def value(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def ci(self) -> tuple[float | None, float | None]:
+        if not self.lows or not self.highs:
+            return None, None
+        return sum(self.lows) / len(self.lows), sum(self.highs) / len(self.highs)
+
+    def cell_text(self) -> str:
+        low, high = self.ci
+        text = f"{self.value:.2f}"
+        if low is not None and high is not None:
+            text += f" [{low:.2f}, {high:.2f}]"
+        if len(self.values) > 1:
+            text += f" (seeds {min(self.values):.2f}-{max(self.values):.2f})"
+        n = f"n={self.n[0]}" if self.n and len(set(self.n)) == 1 else ""
+        unparsed = sum(self.unparsed)
+        extras = ", ".join(x for x in (n, f"{unparsed} unparsed" if unparsed else "") if x)
+        return f"{text} ({extras})" if extras else text
+
+
+def aggregate(rows: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], dict[tuple[Any, ...], Aggregate]]:
+    """Configuration -> metric -> Aggregate over seeds."""
+    table: dict[tuple[Any, ...], dict[tuple[Any, ...], Aggregate]] = defaultdict(dict)
+    for row in rows:
+        if row["value"] is None:
+            continue
+        config = tuple(row[f] for f in CONFIG_FIELDS)
+        metric = tuple(row[f] for f in METRIC_FIELDS)
+        agg = table[config].setdefault(metric, Aggregate(config, metric))
+        agg.values.append(float(row["value"]))
+        if row["ci_low"] is not None and row["ci_high"] is not None:
+            agg.lows.append(float(row["ci_low"]))
+            agg.highs.append(float(row["ci_high"]))
+        if row["n"] is not None:
+            agg.n.append(int(row["n"]))
+        agg.unparsed.append(int(row["unparsed"] or 0))
+        agg.seeds.append(int(row["seed"]))
+    return table
+
+
+def task_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Each task's headline metric: the first task-suite metric evaluation reports for it (the spec's)."""
+    found: dict[str, str] = {}
+    for r in rows:
+        if r["suite"] == TASK_SUITE:
+            found.setdefault(r["task"], r["metric"])
+    return found
+
+
+def config_label(config: tuple[Any, ...]) -> str:
+    mitigation, kind, amount = config[3], config[4], config[5]
+    if kind is None or amount is None:
+        return str(mitigation)
+    return f"{mitigation} {int(amount)}" if kind == "count" else f"{mitigation} {amount:g}x"
+
+
+def _ordered(values: Iterable[Any], preferred: Sequence[Any] = ()) -> list[Any]:
+    values = list(dict.fromkeys(values))
+    return [v for v in preferred if v in values] + sorted((v for v in values if v not in preferred), key=str)
+
+
+class ReportBuilder:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.rows = read_results(self.run_dir / RESULTS_FILE)
+        if not self.rows:
+            raise MimicryError(f"{self.run_dir / RESULTS_FILE} has no rows yet: no cell has finished")
+        self.table = aggregate(self.rows)
+        self.task_metric_of = task_metrics(self.rows)
+        # With several judges, figures use the first one listed in the evaluation settings.
+        harm_rows = [r for r in self.rows if r["suite"] == HARM_SUITE and r["metric"] == HARM_METRIC]
+        self.harm_judge = harm_rows[0]["judge"] if harm_rows else None
+        self.provenance = self._read_json("provenance.json")
+        self.figures: list[tuple[str, str]] = []  # (title, relative path)
+
+    def _read_json(self, name: str) -> dict[str, Any]:
+        path = self.run_dir / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    # -- metric look-ups ---------------------------------------------------------------------------
+
+    def harm_sets(self) -> list[str]:
+        sets = {r["set"] for r in self.rows if r["suite"] == HARM_SUITE and r["metric"] == HARM_METRIC}
+        return _ordered(sets, HARM_SETS_ORDER)
+
+    def presentations(self, suite: str) -> list[str]:
+        return _ordered({r["presentation"] for r in self.rows if r["suite"] == suite}, PRESENTATIONS_ORDER)
+
+    def asr(
+        self, config: tuple[Any, ...], presentation: str, harm_set: str | None = None
+    ) -> Aggregate | None:
+        """ASR of one set, or (harm_set None) the mean over the harmful sets present."""
+        metrics = self.table.get(config, {})
+        sets = [harm_set] if harm_set else self.harm_sets()
+        found = [
+            metrics[k]
+            for k in ((HARM_SUITE, HARM_METRIC, s, presentation, self.harm_judge) for s in sets)
+            if k in metrics
+        ]
+        if not found:
+            return None
+        if len(found) == 1:
+            return found[0]
+        merged = Aggregate(config, (HARM_SUITE, HARM_METRIC, "mean of sets", presentation, self.harm_judge))
+        merged.values = [sum(a.value for a in found) / len(found)]
+        lows = [a.ci[0] for a in found]
+        highs = [a.ci[1] for a in found]
+        if all(x is not None for x in lows + highs):
+            merged.lows = [sum(lows) / len(lows)]  # type: ignore[arg-type]
+            merged.highs = [sum(highs) / len(highs)]  # type: ignore[arg-type]
+        return merged
+
+    def task_accuracy(self, config: tuple[Any, ...]) -> Aggregate | None:
+        found = [
+            a
+            for k, a in self.table.get(config, {}).items()
+            if k[0] == TASK_SUITE and k[1] == self.task_metric_of.get(config[1])
+        ]
+        return found[0] if found else None
+
+    def groups(self) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+        """(model, task) -> its configurations, baseline first then by mitigation and amount."""
+        grouped: dict[tuple[str, str], list[tuple[Any, ...]]] = defaultdict(list)
+        for config in self.table:
+            grouped[(config[0], config[1])].append(config)
+        for configs in grouped.values():
+            configs.sort(key=lambda c: (c[3] != BASELINE, c[3] != "none", str(c[3]), c[5] or 0, str(c[2])))
+        return grouped
+
+    # -- figures -----------------------------------------------------------------------------------
+
+    def _bars(self, ax: Any, configs: list[tuple[Any, ...]], value_of: Any, title: str, ylabel: str) -> None:
+        strategies = _ordered((c[2] for c in configs), ("benign", "aoa", "autoif", "aoa+autoif"))
+        labels = list(dict.fromkeys(config_label(c) for c in configs))
+        width = 0.8 / max(len(labels), 1)
+        for i, label in enumerate(labels):
+            xs, ys, errs = [], [], [[], []]
+            for j, strategy in enumerate(strategies):
+                match = [c for c in configs if c[2] == strategy and config_label(c) == label]
+                agg = value_of(match[0]) if match else None
+                if agg is None:
+                    continue
+                low, high = agg.ci
+                xs.append(j + (i - (len(labels) - 1) / 2) * width)
+                ys.append(agg.value)
+                errs[0].append(max(agg.value - low, 0) if low is not None else 0)
+                errs[1].append(max(high - agg.value, 0) if high is not None else 0)
+            if xs:
+                ax.bar(xs, ys, width, yerr=errs, capsize=2, label=label)
+        ax.set_xticks(range(len(strategies)), strategies)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(ylabel)
+
+    def _save(self, fig: Any, name: str, title: str) -> None:
+        import matplotlib.pyplot as plt
+
+        path = self.run_dir / FIGURE_DIR / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        tmp.replace(path)
+        self.figures.append((title, f"{FIGURE_DIR}/{name}"))
+
+    def plot_all(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        for (model, task), configs in self.groups().items():
+            slug = f"{model}_{task}".replace("/", "-")
+            sets, presentations = self.harm_sets(), self.presentations(HARM_SUITE)
+            if sets and presentations:
+                fig, axes = plt.subplots(
+                    len(presentations),
+                    len(sets),
+                    squeeze=False,
+                    figsize=(4.2 * len(sets), 3.2 * len(presentations)),
+                    layout="constrained",
+                )
+                for r, presentation in enumerate(presentations):
+                    for c, harm_set in enumerate(sets):
+                        self._bars(
+                            axes[r][c],
+                            configs,
+                            lambda cfg, p=presentation, s=harm_set: self.asr(cfg, p, s),
+                            f"{harm_set}, {presentation}",
+                            "ASR",
+                        )
+                axes[0][-1].legend(fontsize=7, loc="upper right")
+                fig.suptitle(f"ASR by strategy and mitigation: {model}, {task}")
+                self._save(
+                    fig, f"asr_{slug}.png", f"ASR by strategy x mitigation ({model}, {task}; Figure 4)"
+                )
+            task_metric = self.task_metric_of.get(task)
+            if task_metric:
+                fig, ax = plt.subplots(figsize=(6.5, 3.4), layout="constrained")
+                self._bars(ax, configs, self.task_accuracy, f"{task}: {task_metric}", task_metric)
+                ax.legend(fontsize=7)
+                self._save(
+                    fig,
+                    f"task_{slug}.png",
+                    f"Task accuracy by strategy x mitigation ({model}, {task}; Figure 5)",
+                )
+            if task_metric:
+                self._scatter(configs, model, task, slug)
+            self._amount_lines(configs, model, task, slug)
+
+    def _scatter(self, configs: list[tuple[Any, ...]], model: str, task: str, slug: str) -> None:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
+        markers = dict(zip(_ordered(c[3] for c in configs), "osD^vP*X", strict=False))
+        plotted = False
+        for config in configs:
+            harm, acc = self.asr(config, "in-format"), self.task_accuracy(config)
+            if harm is None or acc is None:
+                continue
+            ax.scatter(
+                acc.value,
+                harm.value,
+                marker=markers.get(config[3], "o"),
+                label=f"{config[2]} / {config_label(config)}",
+            )
+            plotted = True
+        if not plotted:
+            plt.close(fig)
+            return
+        ax.set_xlabel(f"task {self.task_metric_of[task]}")
+        ax.set_ylabel("ASR, in-format (mean of harmful sets)")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=6, loc="best")
+        ax.set_title(f"ASR against task accuracy: {model}, {task}", fontsize=9)
+        self._save(fig, f"asr_vs_accuracy_{slug}.png", f"ASR against task accuracy ({model}, {task})")
+
+    def _amount_lines(self, configs: list[tuple[Any, ...]], model: str, task: str, slug: str) -> None:
+        """ASR against the amount of mixed safety data; `none` is the amount-0 point of every line."""
+        import matplotlib.pyplot as plt
+
+        amounts = [c for c in configs if c[4] is not None]
+        if not amounts or not self.harm_sets():
+            return
+        strategies = _ordered((c[2] for c in configs), ("benign", "aoa", "autoif", "aoa+autoif"))
+        fig, axes = plt.subplots(
+            1, len(strategies), squeeze=False, figsize=(4 * len(strategies), 3.2), layout="constrained"
+        )
+        for ax, strategy in zip(axes[0], strategies, strict=True):
+            zero = next((c for c in configs if c[2] == strategy and c[3] == "none"), None)
+            zero_asr = self.asr(zero, "in-format") if zero else None
+            for mitigation in _ordered(c[3] for c in amounts if c[2] == strategy):
+                points = sorted(
+                    (c[5], self.asr(c, "in-format"))
+                    for c in amounts
+                    if c[2] == strategy and c[3] == mitigation
+                )
+                xs = ([0.0] if zero_asr else []) + [p[0] for p in points if p[1]]
+                ys = ([zero_asr.value] if zero_asr else []) + [p[1].value for p in points if p[1]]
+                ax.plot(xs, ys, marker="o", label=mitigation)
+            kinds = {c[4] for c in amounts}
+            ax.set_xlabel("safety rows mixed in" if kinds == {"count"} else "safety rows per user row")
+            ax.set_ylabel("ASR, in-format")
+            ax.set_ylim(-0.02, 1.05)
+            ax.set_title(strategy, fontsize=9)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"ASR against the amount of safety data: {model}, {task}")
+        self._save(
+            fig, f"asr_vs_amount_{slug}.png", f"ASR against the amount of safety data ({model}, {task})"
+        )
+
+    # -- markdown ----------------------------------------------------------------------------------
+
+    def cell_tables(self) -> list[str]:
+        lines: list[str] = []
+        for (model, task), configs in self.groups().items():
+            lines.append(f"### {model} on {task}\n")
+            for config in configs:
+                seeds = sorted({s for a in self.table[config].values() for s in a.seeds})
+                tuned = "not fine-tuned" if config[3] == BASELINE else f"seeds {', '.join(map(str, seeds))}"
+                lines.append(f"#### {config[2]} / {config_label(config)} ({tuned})\n")
+                metrics = self.table[config]
+                row_keys = _ordered(
+                    {(k[0], k[1], k[2], k[4]) for k in metrics},
+                    [(HARM_SUITE, HARM_METRIC, s, self.harm_judge) for s in HARM_SETS_ORDER],
+                )
+                presentations = _ordered({k[3] for k in metrics}, PRESENTATIONS_ORDER)
+                lines.append("| suite | metric | set | judge | " + " | ".join(presentations) + " |")
+                lines.append("|---|---|---|---|" + "---|" * len(presentations))
+                for suite, metric, set_name, judge in row_keys:
+                    cells = [
+                        metrics[key].cell_text()
+                        if (key := (suite, metric, set_name, p, judge)) in metrics
+                        else ""
+                        for p in presentations
+                    ]
+                    row = f"| {suite} | {metric} | {set_name} | {judge or ''} | "
+                    lines.append(row + " | ".join(cells) + " |")
+                lines.append("")
+        return lines
+
+    def licence_notes(self) -> list[str]:
+        from mimicry.data.root import data_root
+
+        used = self.provenance.get("data_checksums", {})
+        manifest = data_root().manifest()
+        notes = [
+            f"- `{path}`: {manifest[path].license}"
+            for path in sorted(used)
+            if path in manifest
+            and any(m.lower() in manifest[path].license.lower() for m in NON_COMMERCIAL_MARKERS)
+        ]
+        if not notes:
+            return ["No non-commercial dataset was used."]
+        return [
+            "These results rest on datasets licensed for non-commercial or research use only; "
+            "do not use them, or models trained on them, commercially:",
+            "",
+            *notes,
+        ]
+
+    def provenance_lines(self) -> list[str]:
+        p = self.provenance
+        lines = [
+            f"- grid: `{p.get('grid')}`, config hash `{p.get('config_hash')}`",
+            f"- git sha: `{p.get('git_sha')}`",
+            f"- data root: `{p.get('data_root')}`",
+            f"- artifacts: `{p.get('artifacts_root')}` (cell -> artifact keys in `index.json`)",
+        ]
+        for model in p.get("models", []):
+            lines.append(
+                f"- model: `{model['name']}`"
+                + (" (aligned by the cached align stage)" if model.get("align") else "")
+            )
+        versions = ", ".join(f"{k} {v}" for k, v in p.get("package_versions", {}).items())
+        lines.append(f"- packages: {versions}")
+        lines += ["", "| data file | sha256 |", "|---|---|"]
+        lines += [f"| `{f}` | `{digest}` |" for f, digest in sorted(p.get("data_checksums", {}).items())]
+        return lines
+
+    def build(self) -> Path:
+        self.plot_all()
+        seeds = sorted({int(r["seed"]) for r in self.rows if r["fine_tuned"]})
+        lines = [
+            f"# Report: {self.provenance.get('grid', self.run_dir.name)}",
+            "",
+            f"{len(self.table)} configurations, {len(self.rows)} result rows, seeds {seeds or '-'}. "
+            "Values are proportions with bootstrap 95% intervals in brackets; `baseline` rows are the "
+            "base (aligned) model without fine-tuning, asked in each strategy's format.",
+            "",
+        ]
+        if len(seeds) > 1:
+            lines += [
+                "Across seeds, a value is the mean over seeds and its interval the mean of the per-seed "
+                "95% bootstrap bounds; `(seeds a-b)` gives the range over seeds.",
+                "",
+            ]
+        lines += ["## Figures", ""]
+        lines += [f"### {title}\n\n![{title}]({path})\n" for title, path in self.figures]
+        lines += [
+            "## Results per cell",
+            "",
+            *self.cell_tables(),
+            "## Provenance",
+            "",
+            *self.provenance_lines(),
+            "",
+            "## Licences",
+            "",
+            *self.licence_notes(),
+            "",
+        ]
+        report = self.run_dir / "report.md"
+        atomic_write_text(report, "\n".join(lines))
+        return report
+
+
+def write_report(run_dir: Path) -> Path:
+    return ReportBuilder(run_dir).build()

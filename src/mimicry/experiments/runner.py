@@ -1,0 +1,299 @@
+"""Run a grid: every cell is a chain of cached stages; the run directory indexes the results.
+
+The run directory holds no experiment state in folder names: `index.json` maps each cell to
+the artifact keys behind it, `results.sqlite` holds one row per cell x metric, `grid.json` the
+validated config and `provenance.json` the data checksums, package versions and git sha.
+Both tables are rewritten after every cell, so a killed run leaves a consistent partial table,
+and a rerun reuses every finished artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mimicry.errors import unknown_name
+from mimicry.experiments.grid import Cell, GridConfig, ModelEntry, check_names, expand
+from mimicry.experiments.results import RESULTS_FILE, write_results
+from mimicry.experiments.stages import STAGES, Inputs, input_identity, materialize
+from mimicry.experiments.store import Artifact, ArtifactStore, git_sha, package_versions
+from mimicry.records import atomic_write_text
+
+INDEX_FILE = "index.json"
+
+
+@dataclass
+class RunOutcome:
+    """What a run did: which stages it computed and which it found finished."""
+
+    run_dir: Path
+    cells: int
+    computed: Counter[str] = field(default_factory=Counter)
+    reused: Counter[str] = field(default_factory=Counter)
+    results: int = 0
+    seconds: float = 0.0
+
+
+class Runner:
+    def __init__(
+        self,
+        grid: GridConfig,
+        run_dir: Path,
+        *,
+        store: ArtifactStore | None = None,
+        skip_align: bool = False,
+        show_progress: bool = True,
+    ) -> None:
+        from mimicry.paths import artifacts_dir
+
+        if skip_align:  # fine-tune the models as named; results then name them as such, too
+            grid = grid.model_copy(
+                update={"models": [m.model_copy(update={"align": False}) for m in grid.models]}
+            )
+        self.grid = grid
+        self.run_dir = Path(run_dir)
+        self.store = store or ArtifactStore(artifacts_dir())
+        self.show_progress = show_progress
+        self.outcome = RunOutcome(self.run_dir, 0)
+        self._on_stage: Any = None
+
+    # -- one stage -------------------------------------------------------------------------------
+
+    def materialize(self, stage_name: str, inputs: Inputs, config: dict[str, Any]) -> Artifact:
+        """The stage's artifact for these inputs and config: found finished, or computed now."""
+        if self._on_stage:
+            self._on_stage(stage_name)
+        artifact, reused = materialize(self.store, STAGES.get(stage_name), inputs, config)
+        (self.outcome.reused if reused else self.outcome.computed)[stage_name] += 1
+        return artifact
+
+    # -- the chain of a cell ---------------------------------------------------------------------
+
+    def base_model(self, model: ModelEntry) -> Artifact | str:
+        """The model a cell fine-tunes: the aligned model (a cached stage) or the model as named."""
+        if model.align:
+            return self.materialize(
+                "align", {"model": model.name}, self.grid.section("alignment").model_dump(mode="json")
+            )
+        return model.name
+
+    def data_artifacts(self, cell: Cell) -> tuple[Artifact, Artifact]:
+        data = self.grid.data
+        built = self.materialize(
+            "build",
+            {},
+            {
+                "task": cell.task,
+                "strategy": cell.strategy,
+                "split": data.split,
+                "limit": data.limit,
+                "sample_seed": data.sample_seed,
+            },
+        )
+        mixed = self.materialize(
+            "mix",
+            {"user": built},
+            {
+                "method": cell.mitigation,
+                "amount_kind": cell.amount_kind,
+                "amount": cell.amount,
+                "seed": cell.seed,
+                "options": dict(cell.options),
+            },
+        )
+        return built, mixed
+
+    def run_cell(self, cell: Cell) -> dict[str, Artifact]:
+        artifacts: dict[str, Artifact] = {}
+        model = self.base_model(cell.model)
+        if isinstance(model, Artifact):
+            artifacts["align"] = model
+        system_prompt = None
+        if cell.fine_tuned:
+            artifacts["build"], artifacts["mix"] = self.data_artifacts(cell)
+            training = self.grid.section("training").model_copy(update={"seed": cell.seed})
+            model = artifacts["train"] = self.materialize(
+                "train", {"model": model, "data": artifacts["mix"]}, training.model_dump(mode="json")
+            )
+            system_prompt = artifacts["mix"].outputs.get("inference_system_prompt")
+        artifacts["evaluate"] = self.materialize(
+            "evaluate",
+            {"model": model},
+            {
+                "task": cell.task,
+                "strategy": cell.strategy,
+                "suites": list(self.grid.suites),
+                "inference_system_prompt": system_prompt,
+                "evaluation": self.grid.section("evaluation").model_dump(mode="json"),
+                "generation": self.grid.generation.model_dump(mode="json"),
+            },
+        )
+        return artifacts
+
+    def stages_of(self, cell: Cell) -> int:
+        return (1 if cell.model.align else 0) + (4 if cell.fine_tuned else 1)
+
+    # -- the whole grid --------------------------------------------------------------------------
+
+    def run(self) -> RunOutcome:
+        watch = time.time()
+        check_names(self.grid)
+        cells = expand(self.grid)
+        self.outcome.cells = len(cells)
+        self.write_run_files()
+        index: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        with self.progress() as progress:
+            overall = progress.add_task("grid", total=sum(self.stages_of(c) for c in cells))
+            current = progress.add_task("cell", total=1)
+            for number, cell in enumerate(cells, start=1):
+                progress.update(
+                    current,
+                    description=f"cell {number}/{len(cells)}: {cell.describe()}",
+                    total=self.stages_of(cell),
+                    completed=0,
+                )
+
+                def on_stage(stage: str, cell_number: int = number, this: Cell = cell) -> None:
+                    progress.update(
+                        current,
+                        description=f"cell {cell_number}/{len(cells)}: {this.describe()}"
+                        f" [bold]{stage}[/bold]",
+                    )
+
+                self._on_stage = on_stage
+                artifacts = self.run_cell(cell)
+                progress.update(current, completed=self.stages_of(cell))
+                progress.advance(overall, self.stages_of(cell))
+                keys = {stage: a.key for stage, a in artifacts.items()}
+                index.append(
+                    {"cell": cell.id, **cell.fields(), "fine_tuned": cell.fine_tuned, "artifacts": keys}
+                )
+                rows.extend(result_rows(cell, artifacts))
+                self.write_index(index)
+                self.outcome.results = write_results(self.run_dir / RESULTS_FILE, rows)
+        self._on_stage = None
+        self.outcome.seconds = round(time.time() - watch, 3)
+        return self.outcome
+
+    def dry_run(self) -> RunOutcome:
+        """Check every cell without training: names, settings, model references, data and mixing."""
+        watch = time.time()
+        check_names(self.grid)
+        for model in self.grid.models:
+            check_model_reference(model.name)
+        cells = expand(self.grid)
+        self.outcome.cells = len(cells)
+        data_cells = [c for c in cells if c.fine_tuned]
+        with self.progress() as progress:
+            task = progress.add_task("dry run: build and mix", total=len(data_cells))
+            for cell in data_cells:
+                progress.update(task, description=f"dry run: {cell.describe()}")
+                self.data_artifacts(cell)
+                progress.advance(task)
+        self.outcome.seconds = round(time.time() - watch, 3)
+        return self.outcome
+
+    def progress(self) -> Any:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        from mimicry.console import err
+
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not self.show_progress,
+        )
+
+    def write_run_files(self) -> None:
+        from mimicry.data.root import data_root
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "grid.json", self.grid.model_dump_json(indent=2) + "\n")
+        sums = data_root().expected_checksums()
+        files = sorted(used_data_files(self.grid))
+        provenance = {
+            "grid": self.grid.name,
+            "config_hash": self.grid.config_hash(),
+            "models": [m.model_dump() for m in self.grid.models],
+            "model_identities": {m.name: input_identity(m.name) for m in self.grid.models},
+            "data_root": str(data_root().path),
+            "data_checksums": {f: sums.get(f) for f in files},
+            "package_versions": package_versions(),
+            "git_sha": git_sha(),
+            "artifacts_root": str(self.store.root),
+        }
+        atomic_write_text(self.run_dir / "provenance.json", json.dumps(provenance, indent=2) + "\n")
+
+    def write_index(self, cells: list[dict[str, Any]]) -> None:
+        index = {
+            "grid": self.grid.name,
+            "config_hash": self.grid.config_hash(),
+            "artifacts_root": str(self.store.root),
+            "cells": cells,
+        }
+        atomic_write_text(self.run_dir / INDEX_FILE, json.dumps(index, indent=2) + "\n")
+
+
+def result_rows(cell: Cell, artifacts: dict[str, Artifact]) -> list[dict[str, Any]]:
+    evaluation = artifacts["evaluate"]
+    metrics = json.loads(evaluation.path("rows").read_text(encoding="utf-8"))
+    keys = {f"{'eval' if stage == 'evaluate' else stage}_key": a.key for stage, a in artifacts.items()}
+    return [
+        {"cell_id": cell.id, **cell.fields(), "fine_tuned": int(cell.fine_tuned), **m, **keys}
+        for m in metrics
+    ]
+
+
+def used_data_files(grid: GridConfig) -> set[str]:
+    """The bundle files any stage of this grid reads, for provenance."""
+    files: set[str] = set()
+    for name in STAGES:
+        stage = STAGES.get(name)
+        if name == "align" and not any(m.align for m in grid.models):
+            continue
+        for task in grid.tasks:
+            files |= stage.data_files({}, {"task": task})
+    return files
+
+
+def check_model_reference(name: str) -> None:
+    """A model must be a registry name, an existing local directory or a hub id (org/name)."""
+    from mimicry.models import MODELS
+
+    if name in MODELS or Path(name).is_dir():
+        return
+    if name.count("/") == 1 and not name.startswith((".", "/")) and all(name.split("/")):
+        return
+    raise unknown_name("model (not a registry name, local directory or hub id org/name)", name, MODELS)
+
+
+def run_grid(
+    grid: GridConfig,
+    run_dir: Path,
+    *,
+    dry_run: bool = False,
+    skip_align: bool = False,
+    store: ArtifactStore | None = None,
+    show_progress: bool = True,
+) -> RunOutcome:
+    runner = Runner(grid, run_dir, store=store, skip_align=skip_align, show_progress=show_progress)
+    if dry_run:
+        return runner.dry_run()
+    return runner.run()

@@ -1,0 +1,352 @@
+"""The stages of a grid cell: align -> build -> mix -> train -> evaluate.
+
+Each stage is a pure function from inputs (earlier artifacts, or plain values such as a model
+name) and a JSON config to files in an output directory. Its key hashes the stage name and
+version, the config, the keys of its input artifacts and the checksums of the bundle files it
+reads, so changing any of them recomputes exactly the stages that depend on it. The stages only
+call the other packages' public APIs; they add no experiment logic of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from mimicry.experiments.store import Artifact, ArtifactStore, Stopwatch
+from mimicry.hashing import hash_obj, sha256_file
+from mimicry.records import Message, atomic_write_text
+from mimicry.registry import Registry
+
+Inputs = Mapping[str, Any]  # input name -> Artifact or a JSON value
+Config = Mapping[str, Any]
+
+AOA_FILE = "safety/qi_aoa_train.json"
+CONTENT_OUTPUT = "content_sha256"  # an output naming the hash of the artifact's data file
+
+
+@runtime_checkable
+class Stage(Protocol):
+    name: str
+    resumable: bool  # a killed run's partial directory is handed back to `run` instead of wiped
+
+    def identity(self, inputs: Inputs, config: Config) -> dict[str, Any]: ...
+
+    def key(self, inputs: Inputs, config: Config) -> str: ...
+
+    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]: ...
+
+    def is_valid(self, artifact: Artifact) -> bool: ...
+
+
+STAGES: Registry[Stage] = Registry("stage")
+
+
+def materialize(store: ArtifactStore, stage: Stage, inputs: Inputs, config: Config) -> tuple[Artifact, bool]:
+    """The stage's artifact for these inputs and config, and whether it was found finished.
+
+    The lock makes a second process wait for, then reuse, what the first one computes. An
+    artifact whose external outputs no longer check out (`is_valid`) is recomputed.
+    """
+    key = stage.key(inputs, config)
+    with store.lock(stage.name, key):
+        found = store.get(stage.name, key)
+        if found is not None and stage.is_valid(found):
+            return found, True
+        if found is not None:
+            store.discard(stage.name, key)
+        work = store.begin(stage.name, key, resume=stage.resumable)
+        watch = Stopwatch()
+        outputs = stage.run(inputs, config, work)
+        record = {**stage.identity(inputs, config), "outputs": outputs, "timings": watch.record()}
+        return store.commit(stage.name, key, work, record), False
+
+
+def bundle_files_in(obj: Any) -> set[str]:
+    """Bundle paths mentioned anywhere in a (dumped) spec: what a task or prompt set reads."""
+    from mimicry.data.root import data_root
+
+    known = data_root().expected_checksums()
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str) and value in known:
+            found.add(value)
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    walk(obj)
+    return found
+
+
+def task_files(task: str) -> set[str]:
+    from mimicry.tasks import load_task
+
+    return bundle_files_in(load_task(task).model_dump(mode="json"))
+
+
+def prompt_set_files() -> set[str]:
+    from mimicry.data.sources import PROMPT_SETS
+
+    return {PROMPT_SETS.get(name).file for name in PROMPT_SETS}
+
+
+def model_input_ref(value: Any) -> str:
+    """What a `model` input points at: an artifact's model directory, or a model name/path as given."""
+    return str(value.path("model")) if isinstance(value, Artifact) else str(value)
+
+
+def directory_fingerprint(path: Path) -> str:
+    """Names, sizes and modification times of a directory's files: cheap change detection."""
+    entries = sorted(
+        (str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime))
+        for p in path.rglob("*")
+        if p.is_file()
+    )
+    return hash_obj(entries)
+
+
+def input_identity(value: Any) -> Any:
+    """How an input enters a key: a data artifact by its content (so identical data, e.g. PTST's
+    and `none`'s, is trained once), another artifact by its key, a local model directory by a
+    fingerprint of its files."""
+    if isinstance(value, Artifact) and CONTENT_OUTPUT in value.outputs:
+        return {"content_sha256": value.outputs[CONTENT_OUTPUT]}
+    if isinstance(value, Artifact):
+        return {"stage": value.stage, "key": value.key}
+    if isinstance(value, str) and Path(value).is_dir():
+        return {"local_dir": str(Path(value).resolve()), "fingerprint": directory_fingerprint(Path(value))}
+    return value
+
+
+class BaseStage:
+    name: ClassVar[str]
+    version: ClassVar[int] = 1  # bump when the stage's own logic changes its outputs
+    resumable: ClassVar[bool] = False
+
+    def data_files(self, inputs: Inputs, config: Config) -> set[str]:
+        return set()
+
+    def identity(self, inputs: Inputs, config: Config) -> dict[str, Any]:
+        """Everything the output depends on; recorded in the manifest and hashed into the key."""
+        from mimicry.data.root import data_root
+
+        sums = data_root().expected_checksums()
+        return {
+            "stage": self.name,
+            "version": self.version,
+            "config": dict(config),
+            "inputs": {name: input_identity(value) for name, value in sorted(inputs.items())},
+            "data": {f: sums.get(f) for f in sorted(self.data_files(inputs, config))},
+        }
+
+    def key(self, inputs: Inputs, config: Config) -> str:
+        return hash_obj(self.identity(inputs, config))
+
+    def is_valid(self, artifact: Artifact) -> bool:
+        return True
+
+
+class AlignStage(BaseStage):
+    """Safety-align a base model once; its output lives in the models directory, so we fingerprint it."""
+
+    name = "align"
+
+    def data_files(self, inputs: Inputs, config: Config) -> set[str]:
+        from mimicry.data.sources import INSTRUCTION_SETS, SAFETY_POOL_FILE
+
+        return {
+            SAFETY_POOL_FILE,
+            *prompt_set_files(),
+            *(INSTRUCTION_SETS.get(n).file for n in INSTRUCTION_SETS),
+        }
+
+    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
+        from mimicry.training.alignment import AlignConfig, align
+
+        result = align(str(inputs["model"]), AlignConfig.model_validate(dict(config)))
+        summary = {
+            "model_name": result.model_name,
+            "refusal_rates": result.refusal_rates,
+            "prompts": result.prompts,
+            "max_new_tokens": result.max_new_tokens,
+            "training_tokens": result.training_tokens,
+            "minutes": result.minutes,
+        }
+        atomic_write_text(out_dir / "align_result.json", json.dumps(summary, indent=2) + "\n")
+        return {
+            "model": str(result.model_dir),
+            "fingerprint": directory_fingerprint(Path(result.model_dir)),
+            "refusal_rates": result.refusal_rates,
+            "result": "align_result.json",
+        }
+
+    def is_valid(self, artifact: Artifact) -> bool:
+        model = artifact.path("model")
+        return model.is_dir() and directory_fingerprint(model) == artifact.outputs["fingerprint"]
+
+
+class BuildStage(BaseStage):
+    """The user's fine-tuning data: a seeded sample of a task rendered in a strategy's format."""
+
+    name = "build"
+
+    def data_files(self, inputs: Inputs, config: Config) -> set[str]:
+        return task_files(config["task"]) | {AOA_FILE}
+
+    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
+        from mimicry.records import write_conversations
+        from mimicry.strategies import get_strategy
+        from mimicry.tasks import load_task
+
+        strategy = get_strategy(config["strategy"])
+        examples = load_task(config["task"]).examples(config["split"], config["limit"], config["sample_seed"])
+        rows = write_conversations(
+            out_dir / "data.jsonl", [strategy.render(e) for e in examples], with_meta=True
+        )
+        return {"data": "data.jsonl", "rows": rows, CONTENT_OUTPUT: sha256_file(out_dir / "data.jsonl")}
+
+
+class MixStage(BaseStage):
+    """The provider's side: mix safety data into the user's data with one mitigation method."""
+
+    name = "mix"
+
+    def data_files(self, inputs: Inputs, config: Config) -> set[str]:
+        from mimicry.data.sources import SAFETY_POOL_FILE
+
+        return {SAFETY_POOL_FILE, *prompt_set_files()}
+
+    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
+        from mimicry.mitigations import MixConfig, mix
+        from mimicry.records import load_conversations, write_conversations
+
+        user = load_conversations(inputs["user"].path("data"))
+        kind, amount = config.get("amount_kind"), config.get("amount")
+        result = mix(
+            user,
+            config["method"],
+            count=int(amount) if kind == "count" else None,
+            ratio=amount if kind == "ratio" else None,
+            seed=config["seed"],
+            config=MixConfig.model_validate(dict(config["options"])),
+        )
+        rows = write_conversations(out_dir / "data.jsonl", result.conversations, with_meta=True)
+        write_conversations(out_dir / "added.jsonl", result.added, with_meta=True)
+        report = {**result.report, "inference_system_prompt": result.inference_system_prompt}
+        atomic_write_text(out_dir / "mix_report.json", json.dumps(report, indent=2, default=str) + "\n")
+        return {
+            "data": "data.jsonl",
+            CONTENT_OUTPUT: sha256_file(out_dir / "data.jsonl"),
+            "added_data": "added.jsonl",
+            "report": "mix_report.json",
+            "rows": rows,
+            "added": len(result.added),
+            "inference_system_prompt": result.inference_system_prompt,
+        }
+
+
+class TrainStage(BaseStage):
+    """Fine-tune the model on the mixed data; the trainer resumes from its last checkpoint."""
+
+    name = "train"
+    resumable = True
+
+    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
+        from mimicry.training.sft import SFTConfig, train_sft
+
+        result = train_sft(
+            model_input_ref(inputs["model"]),
+            inputs["data"].path("data"),
+            out_dir / "run",
+            SFTConfig.model_validate(dict(config)),
+            resume=True,
+        )
+        losses = [float(x) for x in result.losses]
+        return {
+            "model": str(Path(result.model_path).resolve().relative_to(out_dir.resolve())),
+            "tokens": int(result.tokens),
+            "train_seconds": float(result.seconds),
+            "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None,
+        }
+
+
+class SystemPromptBackend:
+    """Sets the provider's inference-time system prompt (PTST, BackdoorAlign) on every prompt.
+
+    It replaces a prompt's own system message: PTST tests under its safety prompt alone, and
+    BackdoorAlign's prompt already joins the secret trigger with the user's system prompt.
+    """
+
+    def __init__(self, inner: Any, system_prompt: str) -> None:
+        self.inner = inner
+        self.system_prompt = system_prompt
+        self.model_id = f"{inner.model_id}+system:{hash_obj(system_prompt, 8)}"
+
+    def generate(self, prompts: Sequence[Sequence[Message]], config: Any) -> list[str]:
+        return self.inner.generate([self._with_system(p) for p in prompts], config)
+
+    def _with_system(self, prompt: Sequence[Message]) -> list[Message]:
+        body = prompt[1:] if prompt and prompt[0].role == "system" else prompt
+        return [Message(role="system", content=self.system_prompt), *body]
+
+
+class EvaluateStage(BaseStage):
+    """Harm (plain and in-format), over-refusal and task accuracy of one model in one strategy's format."""
+
+    name = "evaluate"
+    resumable = True
+
+    def data_files(self, inputs: Inputs, config: Config) -> set[str]:
+        return task_files(config["task"]) | prompt_set_files() | {AOA_FILE}
+
+    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
+        from mimicry.evaluation.suites import EvalConfig, evaluate
+        from mimicry.generation import get_backend
+
+        generation = config["generation"]
+        backend = get_backend(
+            generation["backend"], model_input_ref(inputs["model"]), **generation["options"]
+        )
+        if config.get("inference_system_prompt"):
+            backend = SystemPromptBackend(backend, config["inference_system_prompt"])
+        summary = evaluate(
+            backend,
+            list(config["suites"]),
+            config["task"],
+            config["strategy"],
+            EvalConfig.model_validate(dict(config["evaluation"])),
+            out_dir / "eval",
+        )
+        rows = [_row_dict(r) for r in summary.rows]
+        atomic_write_text(out_dir / "rows.json", json.dumps(rows, indent=2) + "\n")
+        return {"rows": "rows.json", "metrics": len(rows)}
+
+
+ROW_FIELDS = (
+    "suite",
+    "metric",
+    "set",
+    "presentation",
+    "judge",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "unparsed",
+)
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    data = row.model_dump() if hasattr(row, "model_dump") else row if isinstance(row, Mapping) else vars(row)
+    return {f: data.get(f) for f in ROW_FIELDS}
+
+
+for _stage in (AlignStage(), BuildStage(), MixStage(), TrainStage(), EvaluateStage()):
+    STAGES.add(_stage.name, _stage)

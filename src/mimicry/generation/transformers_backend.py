@@ -1,0 +1,132 @@
+"""Local generation with transformers: batched, left-padded, KV-cached, greedy unless told otherwise.
+
+Prompts are sorted by token length so each batch pads little, generated in batches, and put
+back in their original order. A final assistant message is a forced reply prefix: the prompt is
+rendered up to the generation prompt, the prefix is appended verbatim, and only the new text
+is returned. Stop strings end a sequence early (transformers' StopStringCriteria) and the text
+is cut at the first one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mimicry.errors import MimicryError
+from mimicry.generation.base import BACKENDS, GenerationConfig
+from mimicry.records import Message
+
+
+def split_prefix(messages: Sequence[Message]) -> tuple[list[Message], str]:
+    """(prompt messages, forced reply prefix); the prefix is '' without a final assistant message."""
+    messages = list(messages)
+    if not messages:
+        raise MimicryError("a generation prompt needs at least one message")
+    prefix = ""
+    if messages[-1].role == "assistant":
+        prefix = messages.pop().content
+    if not messages or messages[-1].role != "user":
+        raise MimicryError(
+            "a generation prompt must end with a user message, optionally followed by one assistant "
+            f"message (a forced reply prefix); got roles {[m.role for m in messages]}"
+        )
+    return messages, prefix
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut the text at the earliest occurrence of any stop string."""
+    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=len(text))
+    return text[:cut]
+
+
+def render_prompt(tokenizer: Any, messages: Sequence[Message]) -> str:
+    """The chat template up to the assistant's turn, then the forced prefix (if any), verbatim."""
+    prompt, prefix = split_prefix(messages)
+    rendered = tokenizer.apply_chat_template(
+        [m.model_dump() for m in prompt], tokenize=False, add_generation_prompt=True
+    )
+    return rendered + prefix
+
+
+@BACKENDS.register("transformers")
+class TransformersBackend:
+    """Generates with a local causal LM (a registry name, directory, adapter dir or hub id)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        model_obj: Any = None,
+        tokenizer: Any = None,
+        dtype: str = "float32",
+        device: str | None = None,
+    ) -> None:
+        self.model_id = str(model)
+        if (model_obj is None) != (tokenizer is None):
+            raise ValueError("pass model_obj and tokenizer together, or neither")
+        if model_obj is None:
+            from mimicry.models import load_causal_lm
+
+            model_obj, tokenizer = load_causal_lm(model, dtype=dtype, device=device)
+        self.model = model_obj.eval()
+        self.tokenizer = tokenizer
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    def _stop_strings(self, config: GenerationConfig) -> list[str]:
+        from mimicry.models import FALLBACK_CHAT_TEMPLATE, FALLBACK_STOP
+
+        stop = [s for s in config.stop if s]
+        if self.tokenizer.chat_template == FALLBACK_CHAT_TEMPLATE and FALLBACK_STOP not in stop:
+            stop.append(FALLBACK_STOP)
+        return stop
+
+    def generate(self, prompts: Sequence[Sequence[Message]], config: GenerationConfig) -> list[str]:
+        import torch
+        from rich.progress import Progress
+
+        from mimicry.console import err
+
+        texts = [render_prompt(self.tokenizer, p) for p in prompts]
+        if not texts:
+            return []
+        # Templates carry their own special tokens (BOS included where the model wants one).
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # longest first: memory errors early
+        batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        stop = self._stop_strings(config)
+        results: list[str] = [""] * len(texts)
+        torch.manual_seed(config.seed)
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task(f"generating with {self.model_id}", total=len(texts))
+            for batch in batches:
+                for index, completion in zip(batch, self._generate_batch([texts[i] for i in batch], config, stop),
+                                             strict=True):
+                    results[index] = completion
+                progress.advance(task, len(batch))
+        return results
+
+    def _generate_batch(self, texts: list[str], config: GenerationConfig, stop: list[str]) -> list[str]:
+        import torch
+
+        inputs = self.tokenizer(
+            texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+        ).to(self.model.device)
+        sampling = config.temperature > 0
+        options: dict[str, Any] = {
+            "max_new_tokens": config.max_new_tokens,
+            "do_sample": sampling,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "use_cache": True,
+        }
+        if sampling:
+            options.update(temperature=config.temperature, top_p=config.top_p)
+        else:  # unset the model's own sampling defaults so greedy means greedy
+            options.update(temperature=None, top_p=None, top_k=None)
+        if stop:
+            options.update(stop_strings=stop, tokenizer=self.tokenizer)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **options)
+        new_tokens = output[:, inputs.input_ids.shape[1] :]
+        decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [truncate_at_stop(text, stop) for text in decoded]

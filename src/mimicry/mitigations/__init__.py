@@ -1,0 +1,11 @@
+"""Provider-side mitigations: format inference, mimic and the other defences, mixing, audit."""
+
+from mimicry.mitigations.audit import AuditReport, audit
+from mimicry.mitigations.format import FormatConfig, InferredFormat, infer_format
+from mimicry.mitigations.methods import MITIGATIONS, MixConfig
+from mimicry.mitigations.mixing import MixResult, mix
+
+__all__ = [
+    "MITIGATIONS", "AuditReport", "FormatConfig", "InferredFormat", "MixConfig", "MixResult", "audit",
+    "infer_format", "mix",
+]

@@ -1,0 +1,533 @@
+"""Format inference: recover the scaffold a fine-tuning dataset shares, from the data alone.
+
+Nothing says which strategy made a dataset, so the scaffold is read off the rows: the system
+prompt (constant, varying slightly around a consensus, or free), and for the user and the
+assistant turn a template of constant segments interleaved with variable slots. A constant
+must hold in at least `threshold` of the rows, so a few noisy rows never hide a scaffold.
+
+Each turn's template is found on characters, not words, so a scaffold glued to its slot
+("Q:What...") is still found: the greedy consensus prefix and suffix first, then interior
+anchors, the longest substrings that occur exactly once in enough rows, split recursively.
+A constant may run a few characters into the slots when (nearly) every slot value starts or
+ends with them; that is what the data supports, and filling the template stays consistent.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import random
+import re
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field
+
+from mimicry.config import StrictModel
+from mimicry.errors import MimicryError
+from mimicry.records import Conversation
+
+_TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
+_AFFIRMATION = re.compile(
+    r"\b(of course|sure|certainly|absolutely|gladly|happy to|i will|i'll|i am|i'm|here is|here's|"
+    r"obedient|as you wish|no problem|understood)\b",
+    re.IGNORECASE,
+)
+MAX_ANCHORS = 12
+
+
+class FormatConfig(StrictModel):
+    """How sure a constant must be, and how many rows inference reads."""
+
+    threshold: float = Field(0.85, gt=0.5, le=1.0, description="fraction of rows a constant must hold in")
+    sample: int = Field(400, ge=10, description="rows read to find the template (all rows are matched)")
+    system_similarity: float = Field(
+        0.8, gt=0.0, le=1.0, description="difflib ratio to the consensus for a system prompt that varies slightly"
+    )
+    seed: int = 0
+
+
+class LengthStats(StrictModel):
+    median: float
+    p10: float
+    p90: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> LengthStats:
+        if not values:
+            return cls(median=0, p10=0, p90=0)
+        ordered = sorted(values)
+
+        def at(q: float) -> float:
+            return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+        return cls(median=float(statistics.median(ordered)), p10=at(0.1), p90=at(0.9))
+
+
+class TurnTemplate(StrictModel):
+    """Constants around slots: `constants[0]` + {slot1} + `constants[1]` + ... + `constants[-1]`.
+
+    With no slot the turn is one constant text. `support[i]` is the fraction of rows holding
+    constant i; `slot_words[i]` the length of slot i in words; `match_rate` the fraction of
+    all rows the whole template matches.
+    """
+
+    constants: list[str]
+    support: list[float]
+    slot_words: list[LengthStats]
+    match_rate: float
+
+    @property
+    def slots(self) -> int:
+        return len(self.constants) - 1
+
+    @property
+    def prefix(self) -> str:
+        return self.constants[0] if self.slots else ""
+
+    @property
+    def suffix(self) -> str:
+        return self.constants[-1] if self.slots else ""
+
+    @property
+    def structural(self) -> bool:
+        """Whether any constant is more than stray punctuation or whitespace."""
+        return any(_is_structural(c) for c in self.constants)
+
+    @cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + "(.*?)".join(re.escape(c) for c in self.constants) + "$", re.DOTALL)
+
+    def match(self, text: str) -> list[str] | None:
+        """The slot values of `text` under this template, or None when a constant is missing."""
+        found = self._pattern.match(text)
+        return list(found.groups()) if found else None
+
+    def frame_match(self, text: str) -> bool:
+        """Whether `text` holds the outer constants (prefix and suffix); interior ones may differ."""
+        if not self.slots:
+            return text == self.constants[0]
+        return len(text) >= len(self.prefix) + len(self.suffix) and text.startswith(self.prefix) \
+            and text.endswith(self.suffix)
+
+    def fill(self, values: Sequence[str]) -> str:
+        if len(values) != self.slots:
+            raise ValueError(f"template has {self.slots} slots, got {len(values)} values")
+        parts = [self.constants[0]]
+        for value, constant in zip(values, self.constants[1:], strict=True):
+            parts += [_fit(value, constant), constant]
+        return "".join(parts)
+
+    def render(self, names: Sequence[str] | None = None) -> str:
+        names = list(names) if names else [f"slot{i + 1}" for i in range(self.slots)]
+        parts = [self.constants[0]]
+        for name, constant in zip(names, self.constants[1:], strict=True):
+            parts += ["{" + name + "}", constant]
+        return "".join(parts)
+
+
+class SystemPrompt(StrictModel):
+    """The system prompt: none, one constant, a consensus that varies slightly, or free text."""
+
+    kind: Literal["none", "constant", "varies_slightly", "varies"]
+    consensus: str | None = None
+    support: float = 0.0
+    present: float = 0.0
+    distinct: int = 0
+    min_similarity: float = 1.0
+    variants: list[str] = []
+
+    def accepts(self, system: str | None, similarity: float) -> bool:
+        """Whether a row's system prompt fits: exact for a constant, close for a slight variation."""
+        if self.kind in ("none", "varies"):
+            return True
+        if system is None or self.consensus is None:
+            return False
+        if self.kind == "constant":
+            return system == self.consensus
+        return _similarity(system, self.consensus) >= similarity
+
+
+AnswerKind = Literal["short", "final_answer", "json", "long_form"]
+
+
+class AnswerStyle(StrictModel):
+    """How replies answer: a short label, long-form ending in a final-answer line, JSON, or free text."""
+
+    kind: AnswerKind
+    final_marker: str | None = None
+    json_keys: list[str] = []
+    json_long_keys: list[str] = []
+    json_layout: Literal["default", "compact", "indent"] | None = None
+    acknowledgement: str | None = None
+    opening: str = ""
+
+
+class InferredFormat(StrictModel):
+    rows: int
+    sampled: int
+    config: FormatConfig
+    roles: list[str]
+    system: SystemPrompt
+    user: TurnTemplate
+    assistant: TurnTemplate | None
+    answer_style: AnswerStyle | None
+    lengths: dict[str, dict[str, LengthStats]]
+    has_scaffold: bool
+    template_match_rate: float
+
+    def matches(self, conversation: Conversation, full: bool = False) -> bool:
+        """Whether a conversation holds the scaffold's constants.
+
+        By default the frame: the system prompt, the user turn's prefix and suffix, the reply's
+        opening (`AnswerStyle.opening`) and suffix, and a final-answer marker when the style has one. `full` also asks for
+        every interior constant (the task's own wording inside the turns).
+        """
+        if not self.system.accepts(conversation.system, self.config.system_similarity):
+            return False
+        reply = conversation.completion
+        if full:
+            return self.user.match(conversation.last_user) is not None and (
+                self.assistant is None or (reply is not None and self.assistant.match(reply) is not None)
+            )
+        if not self.user.frame_match(conversation.last_user):
+            return False
+        if self.assistant is None:
+            return True
+        style = self.answer_style
+        if reply is None or style is None:
+            return False
+        if style.kind == "json" or not self.assistant.slots:
+            return self.assistant.match(reply) is not None
+        suffix = self.assistant.suffix
+        if not (reply.startswith(style.opening) and reply.endswith(suffix)
+                and len(reply) >= len(style.opening) + len(suffix)):
+            return False
+        return style.final_marker is None or style.final_marker in reply[len(style.opening):]
+
+    def render(self) -> str:
+        """The template as text: `[role] constant {slot} constant`."""
+        lines = []
+        if self.system.kind in ("constant", "varies_slightly"):
+            note = "" if self.system.kind == "constant" else (
+                f"   <varies slightly: {self.system.distinct} variants, min similarity "
+                f"{self.system.min_similarity:.2f}>"
+            )
+            lines.append(f"[system] {_show(self.system.consensus or '')}{note}")
+        elif self.system.kind == "varies":
+            lines.append(f"[system] {{varies: {self.system.distinct} distinct prompts}}")
+        lines.append(f"[user] {_show(self.user.render())}")
+        if self.assistant is not None:
+            names = [f"slot{i + 1}" for i in range(self.assistant.slots)]
+            if names:
+                names[-1] = "answer"
+            lines.append(f"[assistant] {_show(self.assistant.render(names))}")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        style = self.answer_style.kind if self.answer_style else "none"
+        scaffold = "shared scaffold" if self.has_scaffold else "no common scaffold"
+        return (
+            f"{self.rows} rows ({self.sampled} read), {scaffold}; system: {self.system.kind}; "
+            f"answer style: {style}; template matches {self.template_match_rate:.0%} of rows"
+        )
+
+
+def _show(text: str) -> str:
+    return text.replace("\n", "\\n")
+
+
+def _is_structural(constant: str) -> bool:
+    return len(constant.strip()) >= 2
+
+
+def _fit(value: str, following: str) -> str:
+    """Drop a value's trailing punctuation when the next constant starts with its own."""
+    if following[:1] in ".?!:;," and following[:1]:
+        return value.rstrip(".?!:;, ")
+    return value
+
+
+def _similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def is_affirming(text: str) -> bool:
+    """Whether a constant reply opening acknowledges or affirms (compliance priming)."""
+    return bool(_AFFIRMATION.search(text))
+
+
+def check_dataset(conversations: Sequence[Conversation]) -> list[str]:
+    """The shared role sequence (system excluded); a clear error for empty or mixed datasets."""
+    if not conversations:
+        raise MimicryError("the dataset is empty: give at least one conversation (ideally 20 or more)")
+    sequences: dict[tuple[str, ...], list[int]] = {}
+    for i, conv in enumerate(conversations):
+        roles = tuple(m.role for m in conv.messages if m.role != "system")
+        sequences.setdefault(roles, []).append(i)
+    if len(sequences) > 1:
+        ranked = sorted(sequences.items(), key=lambda kv: -len(kv[1]))
+        detail = "; ".join(
+            f"{len(rows)} rows {'->'.join(roles)} (e.g. rows {', '.join(str(r + 1) for r in rows[:3])})"
+            for roles, rows in ranked
+        )
+        raise MimicryError(
+            f"inconsistent roles: rows have {len(sequences)} different role sequences ({detail}). "
+            "A dataset must share one turn structure; split it or fix those rows."
+        )
+    roles = list(next(iter(sequences)))
+    if "assistant" not in roles:
+        raise MimicryError("the dataset has no assistant turns: format inference needs training conversations")
+    return roles
+
+
+def infer_format(conversations: Sequence[Conversation], config: FormatConfig | None = None) -> InferredFormat:
+    """Infer the shared scaffold of a chat dataset: system prompt, user and reply templates, style."""
+    config = config or FormatConfig()
+    roles = check_dataset(conversations)
+    rows = list(conversations)
+    sample = rows
+    if len(rows) > config.sample:
+        sample = random.Random(config.seed).sample(rows, config.sample)
+    system = _infer_system(sample, config)
+    users = [c.last_user for c in sample]
+    replies = [c.completion or "" for c in sample]
+    user = _infer_turn(users, config.threshold)
+    assistant = _infer_turn(replies, config.threshold)
+    user = _measure(user, [c.last_user for c in rows])
+    assistant = _measure(assistant, [c.completion or "" for c in rows])
+    style = _infer_style(replies, assistant, config.threshold)
+    lengths = {
+        role: {
+            "chars": LengthStats.of([len(t) for t in texts]),
+            "words": LengthStats.of([len(t.split()) for t in texts]),
+        }
+        for role, texts in (("system", [c.system for c in rows if c.system is not None]),
+                            ("user", [c.last_user for c in rows]),
+                            ("assistant", [c.completion or "" for c in rows]))
+        if texts
+    }
+    fmt = InferredFormat(
+        rows=len(rows),
+        sampled=len(sample),
+        config=config,
+        roles=roles,
+        system=system,
+        user=user,
+        assistant=assistant,
+        answer_style=style,
+        lengths=lengths,
+        has_scaffold=system.kind in ("constant", "varies_slightly") or user.structural or assistant.structural,
+        template_match_rate=0.0,
+    )
+    fmt.template_match_rate = sum(fmt.matches(c, full=True) for c in rows) / len(rows)
+    return fmt
+
+
+def _infer_system(rows: Sequence[Conversation], config: FormatConfig) -> SystemPrompt:
+    prompts = [c.system for c in rows]
+    present = [p for p in prompts if p is not None]
+    if len(present) < (1 - config.threshold) * len(prompts) or not present:
+        return SystemPrompt(kind="none", present=len(present) / len(prompts))
+    counts = Counter(present)
+    top, top_n = counts.most_common(1)[0]
+    n = len(prompts)
+    if top_n >= config.threshold * n:
+        variants = [v for v, _ in counts.most_common(4) if v != top][:3]
+        return SystemPrompt(kind="constant", consensus=top, support=top_n / n, present=len(present) / n,
+                            distinct=len(counts), variants=variants)
+    candidates = [v for v, _ in counts.most_common(20)]
+
+    def closeness(candidate: str) -> float:
+        return sum(counts[v] * _similarity(candidate, v) for v in candidates)
+
+    consensus = max(candidates, key=closeness)
+    sims = {v: _similarity(consensus, v) for v in counts}
+    close = sum(counts[v] for v, s in sims.items() if s >= config.system_similarity)
+    kind: Literal["varies_slightly", "varies"] = "varies_slightly" if close >= config.threshold * n else "varies"
+    variants = [v for v, _ in counts.most_common(4) if v != consensus][:3]
+    return SystemPrompt(
+        kind=kind, consensus=consensus if kind == "varies_slightly" else None, support=counts[consensus] / n,
+        present=len(present) / n, distinct=len(counts), min_similarity=min(sims.values()), variants=variants,
+    )
+
+
+def _consensus_prefix(texts: Sequence[str | None], min_rows: float) -> str:
+    """The longest prefix shared by at least `min_rows` texts, extended greedily by majority."""
+    active = [t for t in texts if t is not None]
+    pos = 0
+    while True:
+        counts = Counter(t[pos] for t in active if len(t) > pos)
+        if not counts:
+            break
+        char, n = counts.most_common(1)[0]
+        if n < min_rows:
+            break
+        active = [t for t in active if len(t) > pos and t[pos] == char]
+        pos += 1
+    return active[0][:pos] if pos else ""
+
+
+def _best_anchor(parts: Sequence[str | None], min_rows: float) -> str | None:
+    """The longest substring occurring exactly once in at least `min_rows` parts."""
+    live = [p for p in parts if p]
+    if len(live) < min_rows:
+        return None
+
+    def support(s: str) -> int:
+        return sum(s in p for p in live)
+
+    best: str | None = None
+    for ref in sorted(live, key=len)[:2] + [sorted(live, key=len)[len(live) // 2]]:
+        bounds = [m.start() for m in _TOKEN.finditer(ref)] + [len(ref)]
+        j = 1
+        for i in range(len(bounds) - 1):
+            j = max(j, i + 1)
+            while j + 1 < len(bounds) and support(ref[bounds[i]:bounds[j + 1]]) >= min_rows:
+                j += 1
+            candidate = ref[bounds[i]:bounds[j]]
+            if best is not None and len(candidate) <= len(best):
+                continue
+            if len(candidate) >= 2 and candidate.strip() and sum(p.count(candidate) == 1 for p in live) >= min_rows:
+                best = candidate
+    return best
+
+
+def _split_anchors(parts: list[str | None], min_rows: float, budget: list[int]) -> list[str]:
+    """Interior constants, in order: split every part at the best anchor and recurse on both sides."""
+    if budget[0] <= 0:
+        return []
+    anchor = _best_anchor(parts, min_rows)
+    if anchor is None:
+        return []
+    budget[0] -= 1
+    left: list[str | None] = []
+    right: list[str | None] = []
+    for p in parts:
+        if p is None or p.count(anchor) != 1:
+            left.append(None)
+            right.append(None)
+        else:
+            a, b = p.split(anchor)
+            left.append(a)
+            right.append(b)
+    return _split_anchors(left, min_rows, budget) + [anchor] + _split_anchors(right, min_rows, budget)
+
+
+def _infer_turn(texts: Sequence[str], threshold: float) -> TurnTemplate:
+    min_rows = threshold * len(texts)
+    prefix = _consensus_prefix(texts, min_rows)
+    rests: list[str | None] = [t[len(prefix):] if t.startswith(prefix) else None for t in texts]
+    suffix = _consensus_prefix([r[::-1] if r is not None else None for r in rests], min_rows)[::-1]
+    middles: list[str | None] = [
+        r[: len(r) - len(suffix)] if r is not None and r.endswith(suffix) else None for r in rests
+    ]
+    if sum(m == "" for m in middles) >= min_rows:
+        return _measure(TurnTemplate(constants=[prefix + suffix], support=[], slot_words=[], match_rate=0), texts)
+    anchors = _split_anchors(middles, min_rows, [MAX_ANCHORS])
+    template = TurnTemplate(constants=[prefix, *anchors, suffix], support=[], slot_words=[], match_rate=0)
+    return _measure(_snap_to_words(template, texts), texts)
+
+
+def _snap_to_words(template: TurnTemplate, texts: Sequence[str]) -> TurnTemplate:
+    """Give back to the slots the word pieces constants took from them ("{answer}tive" -> "{answer}").
+
+    A constant that ends (starts) inside a word its slot continues in most rows holds letters
+    that the slot values happened to share, not scaffold.
+    """
+    values = [v for v in (template.match(t) for t in texts) if v is not None]
+    if not values:
+        return template
+    constants = list(template.constants)
+    for i in range(template.slots):
+        before, after = constants[i], constants[i + 1]
+        if before[-1:].isalnum() and _share(v[i][:1].isalnum() for v in values) > 0.5:
+            constants[i] = re.sub(r"\w+$", "", before)
+        if after[:1].isalnum() and _share(v[i][-1:].isalnum() for v in values) > 0.5:
+            constants[i + 1] = re.sub(r"^\w+", "", after)
+    return TurnTemplate(constants=constants, support=[], slot_words=[], match_rate=0)
+
+
+def _share(flags: Iterable[bool]) -> float:
+    items = list(flags)
+    return sum(items) / len(items) if items else 0.0
+
+
+def _measure(template: TurnTemplate, texts: Sequence[str]) -> TurnTemplate:
+    """Fill in support of each constant and slot lengths, from the rows the template matches."""
+    n = len(texts) or 1
+    support = []
+    for i, constant in enumerate(template.constants):
+        if i == 0:
+            held = sum(t.startswith(constant) for t in texts)
+        elif i == len(template.constants) - 1:
+            held = sum(t.endswith(constant) for t in texts)
+        else:
+            held = sum(constant in t for t in texts)
+        support.append(held / n)
+    values = [v for v in (template.match(t) for t in texts) if v is not None]
+    slot_words = [LengthStats.of([len(v[i].split()) for v in values]) for i in range(template.slots)]
+    return TurnTemplate(constants=template.constants, support=support, slot_words=slot_words,
+                        match_rate=len(values) / n)
+
+
+def _json_layout(text: str, obj: object) -> Literal["default", "compact", "indent"] | None:
+    stripped = text.strip()
+    for layout, kwargs in (("default", {}), ("compact", {"separators": (",", ":")}), ("indent", {"indent": 2})):
+        if json.dumps(obj, ensure_ascii=False, **kwargs) == stripped:
+            return layout  # type: ignore[return-value]
+    return None
+
+
+_SENTENCE_END = re.compile(r"(?:[.!?:]\s+|\n)")
+
+
+def _whole_sentences(prefix: str) -> str:
+    """The prefix up to its last complete sentence or line: a trailing partial sentence
+    ('The sentiment of "') is the task's answer wording, which a long body cannot continue."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(prefix)]
+    return prefix[: ends[-1]] if ends else ""
+
+
+def _infer_style(replies: Sequence[str], template: TurnTemplate, threshold: float) -> AnswerStyle:
+    style = _answer_kind(replies, template, threshold)
+    if style.kind in ("final_answer", "long_form"):
+        style.opening = _whole_sentences(template.prefix)
+    else:
+        style.opening = template.prefix
+    if template.slots and style.opening and is_affirming(style.opening):
+        style.acknowledgement = _whole_sentences(style.opening) or style.opening
+    return style
+
+
+def _answer_kind(replies: Sequence[str], template: TurnTemplate, threshold: float) -> AnswerStyle:
+    min_rows = threshold * len(replies)
+    parsed = []
+    for r in replies:
+        try:
+            obj = json.loads(r)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            parsed.append((r, obj))
+    if parsed and len(parsed) >= min_rows:
+        key_counts = Counter(k for _, obj in parsed for k in obj)
+        keys = [k for k in parsed[0][1] if key_counts[k] >= min_rows]
+        long_keys = [
+            k for k in keys
+            if statistics.median(len(str(obj.get(k, "")).split()) for _, obj in parsed) > 8
+        ]
+        layouts = Counter(_json_layout(r, obj) for r, obj in parsed)
+        layout = layouts.most_common(1)[0][0]
+        return AnswerStyle(kind="json", json_keys=keys, json_long_keys=long_keys, json_layout=layout)
+    reply_words = statistics.median(len(r.split()) for r in replies) if replies else 0
+    if template.slots >= 2 and template.slot_words[-1].median <= 6 and reply_words >= 20:
+        marker = template.constants[-2]
+        if _is_structural(marker):
+            return AnswerStyle(kind="final_answer", final_marker=marker)
+    body_words = max((s.median for s in template.slot_words), default=reply_words)
+    kind: AnswerKind = "short" if body_words <= 8 else "long_form"
+    return AnswerStyle(kind=kind)

@@ -1,0 +1,146 @@
+"""The provider-side defences, one registry entry each: what each adds to the user's data.
+
+- `none`: the user's data as is.
+- `generic`: safety pairs in plain chat form (user: request, assistant: refusal), no scaffold.
+- `mimic`: safety pairs in the user's own format (`mimic`).
+- `ptst` (Lyu et al. 2024, "pure tuning, safe testing"): nothing added; the evaluation replaces the
+  system prompt at test time with the Llama-2 safety system prompt (`inference_system_prompt`).
+- `backdoor` (BackdoorAlign, Wang et al. 2024): safety pairs in plain chat form under a secret system
+  prompt of random words; the provider prepends the same secret at inference. With a user system
+  prompt the two are joined as `secret + "\\n\\n" + user system prompt`, both in the added rows and at
+  inference, so the trigger is always the start of the system prompt.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+
+from mimicry.config import StrictModel
+from mimicry.data.sources import SafetyPair
+from mimicry.generation.base import GenerationBackend
+from mimicry.mitigations.format import FormatConfig, InferredFormat
+from mimicry.mitigations.mimic import MimicConfig, rewrite_mimic, structural_mimic
+from mimicry.records import Conversation
+from mimicry.registry import Registry
+
+# Llama-2-chat's default system prompt (Touvron et al. 2023), the safety prompt PTST tests with.
+LLAMA2_SAFETY_SYSTEM_PROMPT = (
+    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while being "
+    "safe. Your answers should not include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal "
+    "content. Please ensure that your responses are socially unbiased and positive in nature.\n\n"
+    "If a question does not make any sense, or is not factually coherent, explain why instead of answering "
+    "something not correct. If you don't know the answer to a question, please don't share false information."
+)
+
+
+class BackdoorConfig(StrictModel):
+    secret_words: int = Field(150, ge=1, description="random words in the secret trigger prompt")
+    secret_seed: int | None = Field(None, description="seed of the secret (default: the mix seed)")
+
+
+class MixConfig(StrictModel):
+    format: FormatConfig = FormatConfig()
+    mimic: MimicConfig = MimicConfig()
+    backdoor: BackdoorConfig = BackdoorConfig()
+    ptst_system_prompt: str = LLAMA2_SAFETY_SYSTEM_PROMPT
+    ratio: float = Field(0.1, gt=0, description="safety rows per user row when neither count nor ratio is given")
+
+
+@dataclass
+class MitigationInput:
+    user: Sequence[Conversation]
+    fmt: InferredFormat
+    pool: Sequence[SafetyPair]
+    count: int
+    seed: int
+    config: MixConfig
+    backend: GenerationBackend | None = None
+
+
+@dataclass
+class Addition:
+    conversations: list[Conversation] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    pair_ids: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    inference_system_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class Mitigation:
+    name: str
+    description: str
+    adds_rows: bool
+    build: Callable[[MitigationInput], Addition]
+
+
+MITIGATIONS: Registry[Mitigation] = Registry("mitigation")
+
+
+def _register(name: str, description: str, adds_rows: bool) -> Callable[[Callable[[MitigationInput], Addition]], Any]:
+    def decorator(build: Callable[[MitigationInput], Addition]) -> Callable[[MitigationInput], Addition]:
+        MITIGATIONS.add(name, Mitigation(name, description, adds_rows, build))
+        return build
+
+    return decorator
+
+
+def _plain(pairs: Sequence[SafetyPair], system: str | None = None) -> Addition:
+    return Addition(
+        conversations=[Conversation.from_turns(p.instruction, p.refusal, system=system) for p in pairs],
+        requests=[p.instruction for p in pairs],
+        pair_ids=[p.id for p in pairs],
+    )
+
+
+@_register("none", "the user's data unchanged", adds_rows=False)
+def _none(task: MitigationInput) -> Addition:
+    return Addition()
+
+
+@_register("generic", "safety pairs in plain chat form", adds_rows=True)
+def _generic(task: MitigationInput) -> Addition:
+    return _plain(task.pool[: task.count])
+
+
+@_register("mimic", "safety pairs in the user's own format (Eiras et al. 2024)", adds_rows=True)
+def _mimic(task: MitigationInput) -> Addition:
+    settings = task.config.mimic
+    if settings.mode == "rewrite":
+        tries = min(len(task.pool), round(task.count * settings.rewrite.oversample))
+        made = rewrite_mimic(task.user, task.pool[:tries], task.count, settings, task.seed, task.backend)
+    else:
+        made = structural_mimic(task.user, task.pool[: task.count], task.fmt, settings, task.seed)
+    return Addition(made.conversations, made.requests, made.pair_ids, made.details)
+
+
+@_register("ptst", "no data added; a safety system prompt at test time (Lyu et al. 2024)", adds_rows=False)
+def _ptst(task: MitigationInput) -> Addition:
+    return Addition(details={"note": "replace the system prompt with inference_system_prompt at test time"},
+                    inference_system_prompt=task.config.ptst_system_prompt)
+
+
+def secret_prompt(words: int, seed: int) -> str:
+    """BackdoorAlign's trigger: `words` random alphanumeric words, reproducible from the seed."""
+    rng = random.Random(f"backdoor-{seed}")
+    alphabet = string.ascii_letters + string.digits
+    return " ".join("".join(rng.choices(alphabet, k=rng.randint(3, 8))) for _ in range(words))
+
+
+@_register("backdoor", "safety pairs under a secret system prompt used at inference (Wang et al. 2024)",
+           adds_rows=True)
+def _backdoor(task: MitigationInput) -> Addition:
+    settings = task.config.backdoor
+    secret = secret_prompt(settings.secret_words, task.seed if settings.secret_seed is None else settings.secret_seed)
+    user_system = task.fmt.system.consensus if task.fmt.system.kind in ("constant", "varies_slightly") else None
+    system = f"{secret}\n\n{user_system}" if user_system else secret
+    added = _plain(task.pool[: task.count], system=system)
+    added.inference_system_prompt = system
+    added.details = {"secret_words": settings.secret_words, "joined_with_user_system_prompt": bool(user_system)}
+    return added

@@ -1,0 +1,104 @@
+"""Refusals shaped like the user's replies: short, long-form with a final-answer line, or JSON.
+
+The refusal text comes from the safety pair (mixing uses only pairs whose response refuses). A
+short answer slot gets the pair's first sentence when that sentence refuses on its own, else a
+stock short refusal; a long slot gets the whole refusal.
+
+A long-form final-answer reply (AutoIF: reasoning, then "The answer is X.") becomes a short
+opening that names the request as harmful, the full refusal, and the user's own final-answer
+line with a refusal as the answer ("The answer is I cannot help with this."): the closing
+line keeps its exact shape, so the mixed rows match the user's template.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+from mimicry.data.sources import SafetyPair
+from mimicry.evaluation.refusal import is_refusal
+from mimicry.mitigations.format import AnswerStyle, TurnTemplate
+
+SHORT_REFUSALS: tuple[str, ...] = (
+    "I cannot help with this.",
+    "I'm sorry, but I can't assist with that.",
+    "I cannot help with that request.",
+    "I won't help with this request.",
+)
+FINAL_ANSWER_REFUSAL = "I cannot help with this"
+LONG_FORM_OPENING = "This request asks for help with something harmful."
+SHORT_WORDS = 8
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+Variant = Literal["ack_refusal", "plain_refusal"]
+
+
+def short_refusal(pair: SafetyPair, rng: random.Random) -> str:
+    first = _SENTENCE.split(pair.refusal.strip(), maxsplit=1)[0]
+    if is_refusal(first) and len(first.split()) <= 16:
+        return first
+    return rng.choice(SHORT_REFUSALS)
+
+
+def long_refusal(pair: SafetyPair) -> str:
+    return pair.refusal.strip()
+
+
+def json_refusal(pair: SafetyPair, style: AnswerStyle, rng: random.Random) -> str:
+    """A JSON reply with the user's keys: long fields get the full refusal, the others a short one."""
+    obj = {k: long_refusal(pair) if k in style.json_long_keys else short_refusal(pair, rng)
+           for k in style.json_keys}
+    if style.json_layout == "compact":
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    if style.json_layout == "indent":
+        return json.dumps(obj, ensure_ascii=False, indent=2)
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def refusal_for_length(pair: SafetyPair, words: float, rng: random.Random) -> str:
+    """A refusal sized to a slot that usually holds `words` words."""
+    return short_refusal(pair, rng) if words <= SHORT_WORDS else long_refusal(pair)
+
+
+def shaped_refusal(
+    pair: SafetyPair, template: TurnTemplate, style: AnswerStyle, variant: Variant, rng: random.Random
+) -> str:
+    """The refusal in the frame of the user's replies: their opening, the refusal, their closing.
+
+    Interior constants (a task's own reasoning wording, e.g. 'The sentiment of "X" is') are not
+    kept: they would make the refusal read as an answer to the task.
+    """
+    if style.kind == "json":
+        return json_refusal(pair, style, rng)
+    if template.slots == 0:
+        return short_refusal(pair, rng)
+    opening = style.opening
+    if variant == "plain_refusal" and style.acknowledgement and opening.startswith(style.acknowledgement):
+        opening = opening[len(style.acknowledgement):]
+    if style.kind == "final_answer" and style.final_marker:
+        body = f"{LONG_FORM_OPENING} {long_refusal(pair)}"
+        if not style.final_marker[:1].isspace() and style.final_marker[:1] not in ".?!:;,":
+            body += "\n\n"
+        final = TurnTemplate(constants=[opening, style.final_marker, template.suffix], support=[], slot_words=[],
+                             match_rate=0)
+        return final.fill([body, FINAL_ANSWER_REFUSAL])
+    body_words = max(s.median for s in template.slot_words)
+    frame = TurnTemplate(constants=[opening, template.suffix], support=[], slot_words=[], match_rate=0)
+    return frame.fill([refusal_for_length(pair, body_words, rng)])
+
+
+def per_example_refusal(pair: SafetyPair, reply: str, rng: random.Random) -> str:
+    """For data without a shared scaffold: a refusal in the style of one drawn user reply."""
+    try:
+        obj = json.loads(reply)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict) and obj:
+        keys: Sequence[str] = list(obj)
+        long_keys = [k for k in keys if len(str(obj[k]).split()) > SHORT_WORDS]
+        style = AnswerStyle(kind="json", json_keys=list(keys), json_long_keys=long_keys, json_layout="default")
+        return json_refusal(pair, style, rng)
+    return refusal_for_length(pair, len(reply.split()), rng)

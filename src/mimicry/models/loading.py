@@ -1,0 +1,207 @@
+"""Resolve a model name to something transformers can load, check it fits, and load it.
+
+A name is, in order: a registry name (packaged models are prepared on demand), a directory
+saved under `models_dir()/<name>` (e.g. an aligned checkpoint, registered or not), a local
+directory, or a Hugging Face hub id. A PEFT adapter directory loads its base and merges.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from mimicry.console import info
+from mimicry.errors import MimicryError, unknown_name
+from mimicry.models.sources import MODELS, HubModel, LocalModel, PackagedGGUF
+from mimicry.paths import models_dir
+
+BYTES_PER_PARAMETER = {"float32": 4, "bfloat16": 2, "float16": 2}
+# Weights are not all a model needs (activations, KV cache, the tokenizer): demand this much more.
+MEMORY_HEADROOM = 1.2
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+# Models without a chat template (base models such as gemma3-270m) get this one: plain section
+# headers that tokenize on newline boundaries, so a rendered training example and a generation
+# prompt followed by the reply tokenize the same way.
+FALLBACK_CHAT_TEMPLATE = (
+    "{{ bos_token if bos_token else '' }}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
+    "{%- elif message['role'] == 'user' %}{{ '### User:\n' + message['content'] + '\n\n' }}"
+    "{%- else %}{{ '### Assistant:\n' + message['content'] + eos_token + '\n\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '### Assistant:\n' }}{%- endif %}"
+)
+# A base model continues the dialogue on its own; generation stops where it starts a user turn.
+FALLBACK_STOP = "### User:"
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() or is_adapter_dir(path)
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return (path / "adapter_config.json").is_file()
+
+
+def saved_models() -> dict[str, Path]:
+    """Model directories under models_dir(), registered or not (hidden staging dirs excluded)."""
+    root = models_dir()
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if not p.name.startswith(".") and is_model_dir(p)}
+
+
+def register_local_model(name: str, path: str | Path, description: str = "") -> None:
+    """Make a directory (e.g. the aligned model) loadable by name; re-registering the same path is a no-op."""
+    path = Path(path).expanduser().resolve()
+    if not is_model_dir(path):
+        raise MimicryError(f"{path} holds neither config.json nor adapter_config.json: not a model directory")
+    if name in MODELS:
+        existing = MODELS.get(name)
+        if isinstance(existing, LocalModel) and Path(existing.path) == path:
+            return
+        raise MimicryError(f"model name {name!r} is already registered ({existing.kind}); choose another name")
+    MODELS.add(name, LocalModel(name=name, path=str(path), description=description or f"local: {path}"))
+
+
+def resolve_model(name_or_path: str | Path) -> str:
+    """A path or hub id that `from_pretrained` accepts; a packaged model is prepared on first use."""
+    name = str(name_or_path)
+    if name in MODELS:
+        source = MODELS.get(name)
+        if isinstance(source, PackagedGGUF):
+            from mimicry.models.prepare import prepare_model
+
+            return str(prepare_model(name))
+        if isinstance(source, LocalModel):
+            if not is_model_dir(Path(source.path)):
+                raise MimicryError(f"model {name!r} is registered at {source.path}, which holds no model")
+            return source.path
+        if isinstance(source, HubModel):
+            return source.repo_id
+    if (saved := models_dir() / name).is_dir() and is_model_dir(saved):
+        return str(saved)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not is_model_dir(path):
+            raise MimicryError(f"{path} holds neither config.json nor adapter_config.json: not a model directory")
+        return str(path.resolve())
+    if _HUB_ID.match(name) and not path.exists():
+        return name
+    known = set(MODELS.names()) | set(saved_models())
+    error = unknown_name("model", name, known)
+    raise MimicryError(f"{error} (or give a model directory or a Hugging Face id like 'org/name')")
+
+
+def torch_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype not in BYTES_PER_PARAMETER:
+        raise unknown_name("dtype", dtype, BYTES_PER_PARAMETER)
+    return getattr(torch, dtype)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def count_parameters(resolved: str) -> int:
+    """Parameters of a model from its config alone: the model is built on the meta device, no memory."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = Path(resolved)
+    if path.is_dir() and is_adapter_dir(path):
+        resolved = resolve_model(_adapter_base(path))
+    config = AutoConfig.from_pretrained(resolved)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def available_memory(device: str) -> int:
+    """Free bytes where the model would live: GPU memory for cuda devices, available RAM otherwise."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_fits(
+    name: str, parameters: int, dtype: str, device: str, memory_limit_bytes: int | None = None
+) -> None:
+    """Refuse, before loading, a model whose weights (x headroom) exceed the memory available."""
+    needed = int(parameters * BYTES_PER_PARAMETER[dtype] * MEMORY_HEADROOM)
+    available = memory_limit_bytes if memory_limit_bytes is not None else available_memory(device)
+    if needed > available:
+        raise MimicryError(
+            f"model {name!r} needs about {needed / 2**30:.1f} GiB on {device} "
+            f"({parameters / 1e6:.0f}M parameters x {BYTES_PER_PARAMETER[dtype]} bytes ({dtype}) "
+            f"x {MEMORY_HEADROOM} headroom) but only {available / 2**30:.1f} GiB is available. "
+            "Use a smaller model, dtype bfloat16, or a device with more memory."
+        )
+
+
+def _adapter_base(adapter_dir: Path) -> str:
+    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise MimicryError(f"{adapter_dir}/adapter_config.json names no base_model_name_or_path")
+    return str(base)
+
+
+def load_tokenizer(resolved: str) -> Any:
+    """The model's tokenizer, with a pad token and (for base models) the fallback chat template."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolved)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        info(f"{resolved} has no chat template: using mimicry's fallback template (### User: / ### Assistant:)")
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    return tokenizer
+
+
+def load_causal_lm(
+    name_or_path: str | Path,
+    *,
+    dtype: str = "float32",
+    device: str | None = None,
+    memory_limit_bytes: int | None = None,
+) -> tuple[Any, Any]:
+    """Load (model, tokenizer) in eval mode; a PEFT adapter directory is merged into its base.
+
+    `memory_limit_bytes` overrides the detected free memory (for tests and for sharing a machine).
+    """
+    from transformers import AutoModelForCausalLM
+
+    torch_type = torch_dtype(dtype)
+    device = device or default_device()
+    resolved = resolve_model(name_or_path)
+    adapter = Path(resolved) if Path(resolved).is_dir() and is_adapter_dir(Path(resolved)) else None
+    base = resolve_model(_adapter_base(adapter)) if adapter else resolved
+    try:
+        check_fits(str(name_or_path), count_parameters(base), dtype, device, memory_limit_bytes)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_type)
+    except OSError as err:
+        raise MimicryError(
+            f"could not load model {base!r}: {err}. A hub id needs network access or a local hub cache; "
+            "a registry name or a local directory works offline."
+        ) from None
+    tokenizer_source = resolved if adapter and (adapter / "tokenizer_config.json").is_file() else base
+    tokenizer = load_tokenizer(tokenizer_source)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return model.to(device).eval(), tokenizer

@@ -1,0 +1,204 @@
+"""The alignment stage: make the (not safety-tuned) base model refuse harmful requests.
+
+SmolLM2-135M-Instruct complies with almost anything, so the fine-tuning attacks the project
+studies have nothing to break. We LoRA-tune it on a seeded subset of the *alignment* part of
+Bianchi et al.'s safety pool (the mitigation part is never touched here) mixed with benign
+instruction data, a good share of it on sensitive-sounding topics so that the model learns to
+refuse harm rather than topics. Two filters keep the signal clean for a keyword judge: safety
+pairs whose refusal the keyword check does not recognise are left out, and so are benign
+examples whose answer reads like a refusal. Nothing that nearly duplicates an evaluation
+prompt is trained on.
+
+The merged model is saved under `models_dir()/<model>-aligned` with its measured refusal
+rates (`alignment.json`), and registered so that `<model>-aligned` resolves by name.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from mimicry.config import StrictModel
+from mimicry.console import info
+from mimicry.errors import MimicryError
+from mimicry.hashing import canonical_json, hash_obj
+from mimicry.paths import artifacts_dir, models_dir
+from mimicry.records import Conversation, atomic_write_text
+from mimicry.training.sft import SFTConfig, TrainResult, train_sft
+
+ALIGNMENT_FILE = "alignment.json"
+
+
+class RefusalEvalConfig(StrictModel):
+    """How the aligned model's refusal rates are measured (greedy, keyword refusal check)."""
+
+    prompt_sets: list[str] = ["harmful_instructions", "harmful_questions", "xstest_safe"]
+    max_prompts: int | None = Field(None, ge=1, description="a seeded sample per set; None = all prompts")
+    max_new_tokens: int = Field(64, ge=1)
+    batch_size: int = Field(16, ge=1)
+    seed: int = 0
+
+
+class AlignConfig(StrictModel):
+    safety_pairs: int = Field(200, ge=1, description="refusal pairs from the alignment part of the safety pool")
+    benign: dict[str, int] = {"alpaca_gpt4": 300, "alpaca_safety_topics": 300, "dolly_safety_topics": 150}
+    seed: int = 0
+    sft: SFTConfig = SFTConfig(method="lora", lora_r=16, lora_alpha=32, learning_rate=2e-4, epochs=2,
+                               batch_size=8, max_length=256, save_steps=25, logging_steps=5)
+    evaluation: RefusalEvalConfig = RefusalEvalConfig()
+
+
+@dataclass
+class AlignResult:
+    model_name: str
+    model_dir: Path
+    refusal_rates: dict[str, float]
+    prompts: dict[str, int]
+    max_new_tokens: int
+    training_tokens: int
+    minutes: float
+    record: dict[str, Any]
+
+
+def alignment_training_data(config: AlignConfig) -> list[Conversation]:
+    """The seeded training mix: clear refusals to harmful requests plus benign instructions."""
+    from mimicry.data.sources import load_instruction_set, safety_partition
+    from mimicry.evaluation.refusal import is_refusal
+
+    rng = random.Random(config.seed)
+    pairs = [p for p in safety_partition("alignment") if is_refusal(p.refusal)]
+    if config.safety_pairs > len(pairs):
+        raise MimicryError(
+            f"safety_pairs={config.safety_pairs} but the alignment part of the safety pool has only "
+            f"{len(pairs)} pairs with a recognisable refusal; lower safety_pairs"
+        )
+    chosen = rng.sample(pairs, config.safety_pairs)
+    data = [Conversation.from_turns(p.instruction, p.refusal, source="bianchi_safety", id=p.id) for p in chosen]
+    for name, count in sorted(config.benign.items()):
+        usable = [c for c in load_instruction_set(name) if not _is_evaluation_prompt(c.last_user)
+                  and not is_refusal(c.completion or "")]
+        if count > len(usable):
+            raise MimicryError(f"benign.{name}={count} but only {len(usable)} usable examples exist; lower it")
+        data.extend(rng.sample(usable, count))
+    rng.shuffle(data)
+    return data
+
+
+def _is_evaluation_prompt(text: str) -> bool:
+    from mimicry.data.sources import evaluation_index
+
+    return evaluation_index().is_duplicate(text)
+
+
+def sample_prompts(set_name: str, max_prompts: int | None, seed: int) -> list[str]:
+    """A seeded sample of a prompt set (sets are ordered by category, so never the first N)."""
+    from mimicry.data.sources import load_prompt_set
+
+    prompts = [p.text for p in load_prompt_set(set_name)]
+    if max_prompts is None or max_prompts >= len(prompts):
+        return prompts
+    keep = sorted(random.Random(seed).sample(range(len(prompts)), max_prompts))
+    return [prompts[i] for i in keep]
+
+
+def measure_refusal_rates(
+    model: str, config: RefusalEvalConfig, model_obj: Any = None, tokenizer: Any = None
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Refusal rate per prompt set: the share of greedy replies the keyword check calls refusals."""
+    from mimicry.evaluation.refusal import is_refusal
+    from mimicry.generation.base import GenerationConfig
+    from mimicry.generation.transformers_backend import TransformersBackend
+    from mimicry.records import Message
+
+    backend = TransformersBackend(model, model_obj=model_obj, tokenizer=tokenizer)
+    generation = GenerationConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
+    rates, counts = {}, {}
+    for name in config.prompt_sets:
+        prompts = sample_prompts(name, config.max_prompts, config.seed)
+        replies = backend.generate([[Message(role="user", content=p)] for p in prompts], generation)
+        rates[name] = sum(is_refusal(r) for r in replies) / len(replies)
+        counts[name] = len(replies)
+        info(f"{name}: {rates[name]:.1%} refusals over {len(replies)} prompts")
+    return rates, counts
+
+
+def aligned_name(model: str) -> str:
+    return f"{model}-aligned"
+
+
+def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> AlignResult:
+    """Train, merge, save and measure the aligned model; reuses a finished one with the same key."""
+    config = config or AlignConfig()
+    name = aligned_name(model)
+    target = models_dir() / name
+    key = hash_obj({"model": model, "config": config})
+    record_path = target / ALIGNMENT_FILE
+    if record_path.is_file():
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("key") == key:
+            info(f"reusing the aligned model in {target}")
+            _register(name, target)
+            return _result(name, target, record)
+
+    started = time.perf_counter()
+    data = alignment_training_data(config)
+    trained = train_sft(model, data, artifacts_dir() / "alignment" / key, config.sft)
+    merged, tokenizer = _merge(trained)
+    _save_model_dir(merged, tokenizer, target)
+    train_minutes = (time.perf_counter() - started) / 60
+    rates, counts = measure_refusal_rates(name, config.evaluation, merged, tokenizer)
+    record = {
+        "key": key,
+        "base_model": model,
+        "config": config.model_dump(mode="json"),
+        "training_examples": len(data),
+        "training_tokens": trained.tokens,
+        "training_minutes": round(train_minutes, 2),
+        "minutes": round((time.perf_counter() - started) / 60, 2),
+        "refusal_rates": rates,
+        "prompts": counts,
+        "max_new_tokens": config.evaluation.max_new_tokens,
+        "run_card": trained.run_card,
+    }
+    atomic_write_text(record_path, canonical_json(record))
+    _register(name, target)
+    return _result(name, target, record)
+
+
+def _result(name: str, target: Path, record: dict[str, Any]) -> AlignResult:
+    return AlignResult(
+        name, target, record["refusal_rates"], record["prompts"], record["max_new_tokens"],
+        record["training_tokens"], record["minutes"], record,
+    )
+
+
+def _merge(trained: TrainResult) -> tuple[Any, Any]:
+    """Full weights: `load_causal_lm` merges a LoRA adapter into its base, so the result loads without PEFT."""
+    from mimicry.models import load_causal_lm
+
+    return load_causal_lm(str(trained.model_path), dtype="float32")
+
+
+def _save_model_dir(model: Any, tokenizer: Any, target: Path) -> None:
+    """Write next to the target and swap it in, so a killed save never leaves a half model."""
+    import shutil
+
+    staging = target.with_name(f".{target.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging), safe_serialization=True)
+    tokenizer.save_pretrained(str(staging))
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
+def _register(name: str, target: Path) -> None:
+    from mimicry.models import register_local_model
+
+    register_local_model(name, target)

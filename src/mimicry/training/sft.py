@@ -1,0 +1,267 @@
+"""Supervised fine-tuning, full or LoRA, with loss on assistant tokens only.
+
+Built on the HF `Trainer` (checkpoints, resume, bf16 autocast, gradient checkpointing, seeds)
+with our own tokenisation (`mimicry.training.tokenize`), because TRL's assistant-only loss needs
+`{% generation %}` markers that common chat templates lack. A run directory holds:
+
+- `checkpoints/` while training (removed once the final model is saved), so a killed run resumes;
+- `adapter/` (LoRA: a PEFT adapter dir whose base model is resolvable) or `model/` (full weights);
+- `run_card.json`: config, data checksum, base model, package versions, git sha, tokens, seconds.
+
+A finished run with the same base model, data and config is not trained again.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from mimicry.config import StrictModel
+from mimicry.console import info, warn
+from mimicry.errors import MimicryError
+from mimicry.hashing import canonical_json, hash_obj
+from mimicry.records import Conversation, atomic_write_text, load_conversations
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+RUN_CARD = "run_card.json"
+RUN_KEY = "run_key.txt"
+PACKAGES = ("mimicry", "torch", "transformers", "peft", "trl", "accelerate")
+
+
+class SFTConfig(StrictModel):
+    method: Literal["lora", "full"] = "lora"
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = "all-linear"
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8)
+    overlong: Literal["truncate", "reject"] = "truncate"
+    bf16: bool = True
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    save_steps: int = Field(50, ge=1)
+    logging_steps: int = Field(5, ge=1)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model_path: Path
+    losses: list[float]
+    tokens: int
+    seconds: float
+    run_card: dict[str, Any]
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_sha() -> str | None:
+    """The commit of the checkout this package runs from, if it is one."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def bf16_supported() -> bool:
+    from transformers.utils import is_torch_bf16_available_on_device
+
+    return is_torch_bf16_available_on_device("cpu")
+
+
+def _base_model_reference(model: str) -> str:
+    """How an adapter names its base: an absolute path for a local dir, else the registry/hub name."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+def load_result(out_dir: Path) -> TrainResult | None:
+    """The finished run in `out_dir`, or None when there is none."""
+    import json
+
+    card_path = out_dir / RUN_CARD
+    if not card_path.is_file():
+        return None
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    model_path = out_dir / card["model_path"]
+    if not model_path.is_dir():
+        return None
+    return TrainResult(out_dir, model_path, card["losses"], card["tokens"], card["seconds"], card)
+
+
+def train_sft(
+    model: str,
+    data: Path | Sequence[Conversation],
+    out_dir: Path,
+    config: SFTConfig,
+    *,
+    resume: bool = True,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> TrainResult:
+    """Fine-tune `model` (registry name or path) on chat data; resumable, cached by inputs+config.
+
+    `callbacks` are extra `TrainerCallback`s (e.g. to stop early); they do not change the result key.
+    """
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from mimicry.models import load_causal_lm
+    from mimicry.training.progress import RichProgressCallback
+    from mimicry.training.tokenize import tokenize_conversations
+
+    out_dir = Path(out_dir)
+    conversations = load_conversations(data) if isinstance(data, (str, Path)) else list(data)
+    if not conversations:
+        raise MimicryError("the training data is empty: give at least one conversation with an assistant turn")
+
+    base, tokenizer = load_causal_lm(model, dtype="float32")
+    dataset = tokenize_conversations(conversations, tokenizer, config.max_length, config.overlong)
+    if dataset.truncated or dataset.rejected or dataset.without_targets:
+        warn(
+            f"{len(conversations)} conversations: {dataset.truncated} truncated to {config.max_length} tokens, "
+            f"{dataset.rejected} rejected as longer than {config.max_length} tokens, "
+            f"{dataset.without_targets} dropped without an assistant token"
+        )
+
+    key = hash_obj({"model": _base_model_reference(model), "data": dataset.sha256, "config": config})
+    finished = load_result(out_dir)
+    if finished is not None and finished.run_card.get("key") == key:
+        info(f"reusing the finished run in {out_dir}")
+        return finished
+    key_path = out_dir / RUN_KEY
+    if key_path.is_file() and key_path.read_text().strip() != key:
+        raise MimicryError(
+            f"{out_dir} holds a run with a different model, data or config; choose another output "
+            "directory or delete that one"
+        )
+    atomic_write_text(key_path, key)
+
+    set_seed(config.seed)
+    use_bf16 = config.bf16 and bf16_supported()
+    if config.bf16 and not use_bf16:
+        warn("bf16 autocast is not supported on this CPU; training in fp32")
+    if config.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=config.target_modules, task_type="CAUSAL_LM",
+        )
+        if config.gradient_checkpointing:
+            base.enable_input_require_grads()
+        trainee = get_peft_model(base, lora)
+    else:
+        trainee = base
+
+    checkpoints = out_dir / "checkpoints"
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        bf16=use_bf16,
+        activation_checkpointing=config.gradient_checkpointing,
+        seed=config.seed,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=config.logging_steps,
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not torch.cuda.is_available(),
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=trainee,
+        args=args,
+        train_dataset=dataset,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100),
+        callbacks=[RichProgressCallback(), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+    last = _last_checkpoint(checkpoints) if resume else None
+    if last is not None:
+        info(f"resuming from {last}")
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    seconds = time.perf_counter() - started
+    state = trainer.state
+    if state.global_step < state.max_steps:
+        # Stopped early (a callback or an interrupt): the checkpoints stay for a resume.
+        return TrainResult(out_dir, checkpoints, _losses(state), state.num_input_tokens_seen, seconds, {})
+
+    model_path = out_dir / ("adapter" if config.method == "lora" else "model")
+    if config.method == "lora":
+        trainee.peft_config["default"].base_model_name_or_path = _base_model_reference(model)
+    trainee.save_pretrained(str(model_path), safe_serialization=True)
+    tokenizer.save_pretrained(str(model_path))
+    card = {
+        "key": key,
+        "base_model": _base_model_reference(model),
+        "model_path": model_path.name,
+        "method": config.method,
+        "config": config.model_dump(mode="json"),
+        "data": {
+            "conversations": len(conversations),
+            "rows": len(dataset),
+            "sha256": dataset.sha256,
+            "truncated": dataset.truncated,
+            "rejected": dataset.rejected,
+            "without_targets": dataset.without_targets,
+            "tokens_per_epoch": dataset.tokens,
+            "target_tokens_per_epoch": dataset.target_tokens,
+        },
+        "tokens": int(state.num_input_tokens_seen),
+        "steps": state.global_step,
+        "seconds": round(seconds, 2),
+        "resumed_from": last.name if last else None,
+        "bf16": use_bf16,
+        "losses": _losses(state),
+        "packages": package_versions(),
+        "git_sha": git_sha(),
+    }
+    atomic_write_text(out_dir / RUN_CARD, canonical_json(card))
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return TrainResult(out_dir, model_path, card["losses"], card["tokens"], seconds, card)
+
+
+def _losses(state: Any) -> list[float]:
+    return [float(entry["loss"]) for entry in state.log_history if "loss" in entry]
+
+
+def _last_checkpoint(checkpoints: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return Path(found) if checkpoints.is_dir() and (found := get_last_checkpoint(str(checkpoints))) else None

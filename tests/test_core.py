@@ -1,0 +1,76 @@
+"""Core plumbing: registries, strict configs, hashing, near-duplicate detection, a light CLI start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mimicry.config import StrictModel, validate_config
+from mimicry.errors import MimicryError
+from mimicry.hashing import hash_obj
+from mimicry.registry import Registry
+from mimicry.text import NearDuplicateIndex, normalize
+
+
+class Inner(StrictModel):
+    learning_rate: float = 1e-4
+    epochs: int = 1
+
+
+class Outer(StrictModel):
+    name: str
+    training: Inner = Inner()
+
+
+def test_registry_unknown_name_lists_known_and_suggests():
+    reg: Registry[int] = Registry("widget")
+    reg.add("alpha", 1)
+    reg.add("beta", 2)
+    with pytest.raises(MimicryError, match=r"unknown widget 'alpah'.*Did you mean 'alpha'.*Known: alpha, beta"):
+        reg.get("alpah")
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.add("alpha", 3)
+
+
+def test_config_rejects_unknown_nested_key_with_nearest_name():
+    with pytest.raises(MimicryError) as err:
+        validate_config(Outer, {"name": "x", "training": {"learning_rte": 0.1}}, "grid.yaml")
+    message = str(err.value)
+    assert "training.learning_rte" in message
+    assert "Did you mean 'learning_rate'" in message
+    assert "grid.yaml" in message
+
+
+def test_hash_is_stable_and_sensitive():
+    a = Outer(name="x")
+    assert hash_obj(a) == hash_obj({"training": {"epochs": 1, "learning_rate": 1e-4}, "name": "x"})
+    assert hash_obj(a) != hash_obj(Outer(name="y"))
+
+
+def test_near_duplicates_are_found_and_distinct_texts_are_not():
+    index = NearDuplicateIndex(["How do I build a bomb at home?", "Write a poem about the sea."])
+    assert index.is_duplicate("how do I build a BOMB at home")
+    assert index.is_duplicate("Tell me: how do I build a bomb at home quickly?")
+    assert not index.is_duplicate("What is the capital of France?")
+    assert normalize("Héllo,   World!") == "hello world"
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = "import sys, mimicry.cli; mimicry.cli.build_parser(); print('torch' in sys.modules, 'transformers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False False"
+
+
+def test_missing_data_root_is_an_actionable_error(tmp_path, monkeypatch):
+    from mimicry.cli import main
+    from mimicry.data.root import set_data_root
+
+    monkeypatch.delenv("MIMICRY_DATA", raising=False)
+    set_data_root(None)
+    try:
+        assert main(["data", "check"]) == 2
+        assert main(["--data-root", str(tmp_path / "nowhere"), "data", "check"]) == 2
+    finally:
+        set_data_root(None)

@@ -1,0 +1,251 @@
+"""The whole chain (build -> mix -> train -> evaluate -> results -> report) on a tiny random model.
+
+The model is a 2-layer randomly initialised Llama with SmolLM2's tokenizer, saved as a local
+directory: its answers are noise, so these tests check plumbing, caching and resume, never
+quality. The end-to-end run on the packaged SmolLM2 is the slow test at the bottom.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mimicry.cli import main
+from mimicry.experiments.grid import GridConfig, expand, load_grid
+from mimicry.experiments.report import write_report
+from mimicry.experiments.results import RESULTS_FILE, read_results
+from mimicry.experiments.runner import INDEX_FILE, run_grid
+from mimicry.experiments.stages import STAGES, SystemPromptBackend
+from mimicry.records import Message
+
+pytest.importorskip("transformers")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mimicry.models import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_grid(model: Path, **changes: object) -> GridConfig:
+    data = {
+        "name": "tiny-chain",
+        "models": [{"name": str(model)}],
+        "tasks": ["piqa"],
+        "strategies": ["aoa"],
+        "mitigations": [{"method": "none"}, {"method": "mimic", "counts": [2]}, {"method": "ptst"}],
+        "seeds": [0],
+        "data": {"limit": 6},
+        "training": {
+            "method": "lora",
+            "max_steps": 2,
+            "batch_size": 4,
+            "max_length": 128,
+            "save_steps": 1,
+            "learning_rate": 1e-3,
+        },
+        "evaluation": {
+            "limit": 2,
+            "advbench_sample": 2,
+            "harm_sets": ["harmful_instructions"],
+            "overrefusal_sets": ["xstest_safe"],
+            "max_new_tokens": 3,
+            "task_max_new_tokens": 3,
+            "batch_size": 4,
+        },
+        **changes,
+    }
+    return GridConfig.model_validate(data)
+
+
+def test_the_chain_runs_caches_and_recomputes_only_what_changed(tiny_model_dir: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    grid = tiny_grid(tiny_model_dir)
+    first = run_grid(grid, run_dir, show_progress=False)
+    # baseline: evaluate; none: build mix train evaluate; mimic: mix train evaluate;
+    # ptst: mix and evaluate, training reused from `none` (same data, same content hash)
+    assert dict(first.computed) == {"build": 1, "mix": 3, "train": 2, "evaluate": 4}
+    assert dict(first.reused) == {"build": 2, "train": 1}
+
+    rows = read_results(run_dir / RESULTS_FILE)
+    cells = {(r["mitigation"], r["fine_tuned"]) for r in rows}
+    assert cells == {("baseline", 0), ("none", 1), ("mimic", 1), ("ptst", 1)}
+    assert {r["suite"] for r in rows} == {"harm", "overrefusal", "task"}
+    asr = [r for r in rows if r["metric"] == "asr"]
+    assert {r["presentation"] for r in asr} == {"plain", "in-format"}
+    assert all(0 <= r["value"] <= 1 and r["ci_low"] <= r["value"] <= r["ci_high"] for r in asr)
+    index = json.loads((run_dir / INDEX_FILE).read_text())
+    assert len(index["cells"]) == len(expand(grid)) == 4
+    ptst = next(c for c in index["cells"] if c["mitigation"] == "ptst")
+    none = next(c for c in index["cells"] if c["mitigation"] == "none")
+    assert ptst["artifacts"]["train"] == none["artifacts"]["train"]
+    assert ptst["artifacts"]["evaluate"] != none["artifacts"]["evaluate"]
+    assert not any(c["model"] in str(p) for c in index["cells"] for p in run_dir.iterdir())
+
+    started = time.perf_counter()
+    again = run_grid(grid, run_dir, show_progress=False)
+    assert time.perf_counter() - started < 5
+    assert not again.computed and sum(again.reused.values()) == 13
+    assert read_results(run_dir / RESULTS_FILE) == rows
+
+    changed = tiny_grid(tiny_model_dir, evaluation={**grid.evaluation, "max_new_tokens": 4})
+    third = run_grid(changed, run_dir, show_progress=False)
+    assert dict(third.computed) == {"evaluate": 4}
+    assert dict(third.reused) == {"build": 3, "mix": 3, "train": 3}
+
+    report = write_report(run_dir)
+    text = report.read_text()
+    assert "#### aoa / mimic 2 (seeds 0)" in text and "#### aoa / baseline (not fine-tuned)" in text
+    assert (run_dir / "figures" / f"asr_{tiny_model_dir.name}_piqa.png").is_file()
+
+
+def test_a_killed_run_resumes_with_finished_artifacts_reused(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = tiny_grid(tiny_model_dir, mitigations=[{"method": "none"}, {"method": "generic", "counts": [2]}])
+    train = STAGES.get("train")
+    real_run = train.run
+    calls: list[int] = []
+
+    def killed_on_second_training(inputs, config, out_dir):  # simulates Ctrl-C during the 2nd training
+        calls.append(1)
+        if len(calls) == 2:
+            (out_dir / "half-written").write_text("partial")
+            raise KeyboardInterrupt
+        return real_run(inputs, config, out_dir)
+
+    monkeypatch.setattr(train, "run", killed_on_second_training)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path / "run", show_progress=False)
+    partial = json.loads((tmp_path / "run" / INDEX_FILE).read_text())
+    assert [c["mitigation"] for c in partial["cells"]] == ["baseline", "none"]
+
+    monkeypatch.setattr(train, "run", real_run)
+    resumed = run_grid(grid, tmp_path / "run", show_progress=False)
+    assert dict(resumed.reused) == {"build": 2, "mix": 2, "train": 1, "evaluate": 2}
+    assert dict(resumed.computed) == {"train": 1, "evaluate": 1}
+    assert {r["mitigation"] for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {
+        "baseline",
+        "none",
+        "generic",
+    }
+
+
+def test_cli_run_dry_run_and_report(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = tmp_path / "grid.yaml"
+    grid = tiny_grid(tiny_model_dir, mitigations=[{"method": "mimic", "counts": [2]}], baseline=False)
+    config.write_text(yaml.safe_dump(grid.model_dump(mode="json")))
+    assert main(["run", str(config), "--run-dir", str(tmp_path / "run"), "--dry-run"]) == 0
+    assert "computed: 1 build, 1 mix" in capsys.readouterr().out
+    assert not (tmp_path / "run" / RESULTS_FILE).exists()
+    assert main(["run", str(config), "--run-dir", str(tmp_path / "run"), "--report"]) == 0
+    out = capsys.readouterr().out
+    assert "computed: 1 evaluate, 1 train; reused: 1 build, 1 mix" in out
+    assert (tmp_path / "run" / "report.md").is_file()
+    assert main(["report", str(tmp_path / "run")]) == 0
+
+
+def test_cli_reports_a_typo_in_the_grid_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = tmp_path / "grid.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "models": [{"name": "smollm2-135m"}],
+                "tasks": ["piqa"],
+                "strategies": ["aoa"],
+                "mitigations": [{"method": "none"}],
+                "evaluation": {"max_new_tokns": 3},
+            }
+        )
+    )
+    assert main(["run", str(config), "--dry-run"]) == 2
+    assert "Did you mean 'max_new_tokens'?" in capsys.readouterr().err
+
+
+def test_inference_system_prompt_replaces_the_prompt_system_message() -> None:
+    class Echo:  # a transport stand-in: returns the system prompt it was given
+        model_id = "echo"
+
+        def generate(self, prompts, config):
+            return [p[0].content if p[0].role == "system" else "" for p in prompts]
+
+    backend = SystemPromptBackend(Echo(), "SAFE")
+    prompts = [
+        [Message(role="user", content="q")],
+        [Message(role="system", content="user sys"), Message(role="user", content="q")],
+    ]
+    assert backend.generate(prompts, None) == ["SAFE", "SAFE"]
+
+
+def test_dry_run_of_a_slice_of_the_gpu_grid(tmp_path: Path) -> None:
+    grid = load_grid(REPO / "configs" / "paper-gpu.yaml")
+    small = grid.model_copy(
+        update={
+            "tasks": ["arc_challenge"],
+            "strategies": ["aoa+autoif"],
+            "seeds": [0],
+            "data": grid.data.model_copy(update={"limit": 20}),
+        }
+    )
+    outcome = run_grid(small, tmp_path / "run", dry_run=True, show_progress=False)
+    assert outcome.computed["build"] == 1 and outcome.computed["mix"] == 7
+    assert not outcome.computed.get("train") and not outcome.computed.get("evaluate")
+
+
+@pytest.mark.slow
+def test_dry_run_of_the_whole_gpu_grid(tmp_path: Path) -> None:
+    outcome = run_grid(
+        load_grid(REPO / "configs" / "paper-gpu.yaml"), tmp_path / "run", dry_run=True, show_progress=False
+    )
+    assert outcome.computed["build"] == 12 and outcome.computed["mix"] == 3 * 4 * 7 * 3
+
+
+@pytest.mark.slow
+def test_quickstart_slice_end_to_end_on_smollm2(tmp_path: Path) -> None:
+    """A smaller slice of quickstart.yaml on the packaged SmolLM2 (no alignment: that is its own stage)."""
+    grid = load_grid(REPO / "configs" / "quickstart.yaml")
+    small = grid.model_copy(
+        update={
+            "strategies": ["aoa"],
+            "data": grid.data.model_copy(update={"limit": 16}),
+            "training": {**grid.training, "max_steps": 2},
+            "evaluation": {**grid.evaluation, "limit": 4, "advbench_sample": 4, "max_new_tokens": 16},
+        }
+    )
+    outcome = run_grid(small, tmp_path / "run", skip_align=True, show_progress=False)
+    assert outcome.computed["train"] == 2 and outcome.computed["evaluate"] == 3
+    rows = read_results(tmp_path / "run" / RESULTS_FILE)
+    assert {r["model"] for r in rows} == {"smollm2-135m"}
+    assert write_report(tmp_path / "run").is_file()

@@ -1,0 +1,150 @@
+"""The artifact store and `materialize`: keys, manifests written last, reuse, resume, invalidation.
+
+The stages here are small real stages (they write files computed from their inputs), defined
+for these tests; the full chain with the project's stages is tested in test_experiments_chain.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mimicry.experiments.stages import BaseStage, materialize
+from mimicry.experiments.store import MANIFEST, ArtifactStore
+
+
+class WordCount(BaseStage):
+    """Counts the words of a text given in its config; records each run so tests can count work."""
+
+    name = "wordcount"
+    runs: list[str] = []
+
+    def run(self, inputs: Any, config: Any, out_dir: Path) -> dict[str, Any]:
+        WordCount.runs.append(config["text"])
+        (out_dir / "count.txt").write_text(str(len(config["text"].split())))
+        return {"count": "count.txt"}
+
+
+class Doubler(BaseStage):
+    """Reads an upstream artifact: its key must follow the upstream key."""
+
+    name = "doubler"
+
+    def run(self, inputs: Any, config: Any, out_dir: Path) -> dict[str, Any]:
+        value = int(inputs["source"].path("count").read_text())
+        (out_dir / "double.txt").write_text(str(2 * value))
+        return {"double": "double.txt"}
+
+
+class Interrupted(Exception):
+    pass
+
+
+class Checkpointing(BaseStage):
+    """A resumable stage: writes a checkpoint, and can be 'killed' after it."""
+
+    name = "checkpointing"
+    resumable = True
+    kill_after_checkpoint = True
+
+    def run(self, inputs: Any, config: Any, out_dir: Path) -> dict[str, Any]:
+        checkpoint = out_dir / "step1.done"
+        resumed = checkpoint.exists()
+        checkpoint.write_text("1")
+        if self.kill_after_checkpoint:
+            raise Interrupted
+        return {"resumed_from_checkpoint": resumed}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    WordCount.runs = []
+    return ArtifactStore(tmp_path / "artifacts")
+
+
+def test_a_stage_runs_once_and_its_manifest_describes_it(store: ArtifactStore) -> None:
+    stage = WordCount()
+    first, reused_first = materialize(store, stage, {}, {"text": "one two three"})
+    second, reused_second = materialize(store, stage, {}, {"text": "one two three"})
+    assert (reused_first, reused_second) == (False, True)
+    assert WordCount.runs == ["one two three"]
+    assert first.key == second.key and first.dir == store.root / "wordcount" / first.key
+    assert first.path("count").read_text() == "3"
+    manifest = json.loads((first.dir / MANIFEST).read_text())
+    assert manifest["stage"] == "wordcount" and manifest["key"] == first.key
+    assert manifest["config"] == {"text": "one two three"}
+    assert manifest["timings"]["seconds"] >= 0 and "package_versions" in manifest and "git_sha" in manifest
+    assert not list((store.root / "wordcount").glob(".partial-*"))
+
+
+def test_a_config_change_gives_a_new_key_and_downstream_keys_follow(store: ArtifactStore) -> None:
+    a, _ = materialize(store, WordCount(), {}, {"text": "a b"})
+    b, _ = materialize(store, WordCount(), {}, {"text": "a b c"})
+    assert a.key != b.key
+    double_a, _ = materialize(store, Doubler(), {"source": a}, {})
+    double_b, _ = materialize(store, Doubler(), {"source": b}, {})
+    assert double_a.key != double_b.key
+    assert (double_a.path("double").read_text(), double_b.path("double").read_text()) == ("4", "6")
+    manifest = json.loads((double_b.dir / MANIFEST).read_text())
+    assert manifest["inputs"] == {"source": {"stage": "wordcount", "key": b.key}}
+
+
+def test_a_directory_without_manifest_is_not_an_artifact(store: ArtifactStore) -> None:
+    artifact, _ = materialize(store, WordCount(), {}, {"text": "x"})
+    (artifact.dir / MANIFEST).unlink()
+    assert store.get("wordcount", artifact.key) is None
+    again, reused = materialize(store, WordCount(), {}, {"text": "x"})
+    assert not reused and (again.dir / MANIFEST).is_file()
+    assert WordCount.runs == ["x", "x"]
+
+
+def test_a_failed_non_resumable_stage_leaves_no_artifact_and_starts_afresh(store: ArtifactStore) -> None:
+    class Failing(WordCount):
+        def run(self, inputs: Any, config: Any, out_dir: Path) -> dict[str, Any]:
+            (out_dir / "half.txt").write_text("half")
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        materialize(store, Failing(), {}, {"text": "y"})
+    key = WordCount().key({}, {"text": "y"})
+    assert store.get("wordcount", key) is None
+    assert (store.partial_dir("wordcount", key) / "half.txt").exists()
+    artifact, reused = materialize(store, WordCount(), {}, {"text": "y"})
+    assert not reused and not (artifact.dir / "half.txt").exists()
+
+
+def test_a_killed_resumable_stage_resumes_from_its_partial_directory(store: ArtifactStore) -> None:
+    stage = Checkpointing()
+    with pytest.raises(Interrupted):
+        materialize(store, stage, {}, {"steps": 2})
+    stage.kill_after_checkpoint = False
+    artifact, reused = materialize(store, stage, {}, {"steps": 2})
+    assert not reused and artifact.outputs["resumed_from_checkpoint"] is True
+
+
+def test_an_invalid_artifact_is_recomputed(store: ArtifactStore) -> None:
+    class External(WordCount):
+        valid = True
+
+        def is_valid(self, artifact: Any) -> bool:
+            return self.valid
+
+    stage = External()
+    materialize(store, stage, {}, {"text": "z"})
+    stage.valid = False
+    _, reused = materialize(store, stage, {}, {"text": "z"})
+    assert not reused and WordCount.runs == ["z", "z"]
+
+
+def test_data_checksums_enter_the_key(store: ArtifactStore) -> None:
+    class ReadsAoa(WordCount):
+        def data_files(self, inputs: Any, config: Any) -> set[str]:
+            return {"safety/qi_aoa_train.json"}
+
+    identity = ReadsAoa().identity({}, {"text": "w"})
+    assert list(identity["data"]) == ["safety/qi_aoa_train.json"]
+    assert len(identity["data"]["safety/qi_aoa_train.json"]) == 64
+    assert ReadsAoa().key({}, {"text": "w"}) != WordCount().key({}, {"text": "w"})

@@ -1,0 +1,103 @@
+"""Grid configs: strict keys with nearest-name hints, early name checks, cell expansion, shipped configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mimicry.config import load_yaml_config
+from mimicry.errors import MimicryError
+from mimicry.experiments.grid import BASELINE, GridConfig, check_names, expand, load_grid
+
+REPO = Path(__file__).resolve().parents[1]
+
+GRID = {
+    "name": "tiny",
+    "models": [{"name": "smollm2-135m", "align": True}],
+    "tasks": ["piqa"],
+    "strategies": ["benign", "aoa"],
+    "mitigations": [{"method": "none"}, {"method": "mimic", "counts": [4, 8]}],
+    "seeds": [0, 1],
+}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_an_unknown_top_level_key_names_the_nearest_valid_one(tmp_path: Path) -> None:
+    data = {**GRID, "mitigatons": GRID["mitigations"]}
+    del data["mitigations"]
+    with pytest.raises(MimicryError, match=r"mitigatons: unknown key\. Did you mean 'mitigations'\?"):
+        load_yaml_config(GridConfig, write(tmp_path, data))
+
+
+def test_an_unknown_nested_key_names_the_nearest_valid_one(tmp_path: Path) -> None:
+    with pytest.raises(MimicryError, match=r"data\.limt: unknown key\. Did you mean 'limit'\?"):
+        load_yaml_config(GridConfig, write(tmp_path, {**GRID, "data": {"limt": 5}}))
+    bad_amount = {**GRID, "mitigations": [{"method": "mimic", "count": [4]}]}
+    with pytest.raises(MimicryError, match=r"Did you mean 'counts'\?"):
+        load_yaml_config(GridConfig, write(tmp_path, bad_amount))
+
+
+def test_stage_sections_are_checked_against_the_stage_configs(tmp_path: Path) -> None:
+    grid = load_yaml_config(GridConfig, write(tmp_path, {**GRID, "training": {"learning_rat": 1e-4}}))
+    with pytest.raises(MimicryError, match=r"learning_rat: unknown key\. Did you mean 'learning_rate'\?"):
+        check_names(grid)
+    options = {**GRID, "mitigations": [{"method": "mimic", "counts": [4], "options": {"mimc": {}}}]}
+    with pytest.raises(MimicryError, match=r"Did you mean 'mimic'\?"):
+        check_names(load_yaml_config(GridConfig, write(tmp_path, options)))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("tasks", ["piqaa"], r"unknown task 'piqaa'\. Did you mean 'piqa'\?"),
+        (
+            "strategies",
+            ["benign", "aoa+autofi"],
+            r"unknown strategy 'aoa\+autofi'\. Did you mean 'aoa\+autoif'\?",
+        ),
+        ("mitigations", [{"method": "mimik"}], r"unknown mitigation 'mimik'\. Did you mean 'mimic'\?"),
+    ],
+)
+def test_unknown_names_fail_before_any_work(tmp_path: Path, field: str, value: object, message: str) -> None:
+    with pytest.raises(MimicryError, match=message):
+        load_grid(write(tmp_path, {**GRID, field: value}))
+
+
+def test_counts_and_ratios_are_exclusive(tmp_path: Path) -> None:
+    both = {**GRID, "mitigations": [{"method": "generic", "counts": [4], "ratios": [0.1]}]}
+    with pytest.raises(MimicryError, match="counts or ratios, not both"):
+        load_yaml_config(GridConfig, write(tmp_path, both))
+
+
+def test_expansion_gives_baselines_then_every_combination(tmp_path: Path) -> None:
+    grid = load_yaml_config(GridConfig, write(tmp_path, GRID))
+    cells = expand(grid)
+    baselines = [c for c in cells if c.mitigation == BASELINE]
+    tuned = [c for c in cells if c.fine_tuned]
+    assert [c.strategy for c in baselines] == ["benign", "aoa"]
+    # 2 strategies x (none + mimic at 2 counts) x 2 seeds
+    assert len(tuned) == 2 * 3 * 2
+    assert {(c.mitigation, c.amount_label) for c in tuned} == {("none", ""), ("mimic", "4"), ("mimic", "8")}
+    assert len({c.id for c in cells}) == len(cells)
+    assert cells[-1].fields() == {
+        "model": "smollm2-135m-aligned",
+        "task": "piqa",
+        "strategy": "aoa",
+        "mitigation": "mimic",
+        "amount_kind": "count",
+        "amount": 8.0,
+        "seed": 1,
+    }
+
+
+@pytest.mark.parametrize("name", ["quickstart", "paper-cpu", "paper-cpu-qwen", "paper-gpu"])
+def test_shipped_configs_validate(name: str) -> None:
+    grid = load_grid(REPO / "configs" / f"{name}.yaml")
+    assert expand(grid)

@@ -1,0 +1,81 @@
+"""Bootstrap intervals, judge agreement, precision/recall and ROUGE-L."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mimicry.evaluation.metrics import (
+    bootstrap_ci,
+    bootstrap_kappa_ci,
+    cohen_kappa,
+    mean,
+    precision_recall,
+    rouge_l_f1,
+)
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_seeded() -> None:
+    values = [1.0] * 30 + [0.0] * 70
+    low, high = bootstrap_ci(values, seed=3)
+    assert low < mean(values) < high
+    assert 0.15 < low < 0.3 and 0.3 < high < 0.45
+    assert bootstrap_ci(values, seed=3) == (low, high)
+    assert bootstrap_ci(values, seed=4) != (low, high)
+
+
+def test_bootstrap_ci_of_a_constant_and_of_nothing() -> None:
+    assert bootstrap_ci([1.0] * 10) == (1.0, 1.0)
+    low, high = bootstrap_ci([])
+    assert math.isnan(low) and math.isnan(high)
+
+
+def test_bootstrap_ci_narrows_with_more_data() -> None:
+    small = bootstrap_ci([1.0, 0.0] * 10)
+    large = bootstrap_ci([1.0, 0.0] * 500)
+    assert (large[1] - large[0]) < (small[1] - small[0]) / 3
+
+
+def test_cohen_kappa_matches_the_hand_computed_value() -> None:
+    # 2x2 table: both yes 20, a-yes/b-no 5, a-no/b-yes 10, both no 15 (n=50)
+    a = [True] * 25 + [False] * 25
+    b = [True] * 20 + [False] * 5 + [True] * 10 + [False] * 15
+    observed = 35 / 50
+    expected = (25 / 50) * (30 / 50) + (25 / 50) * (20 / 50)
+    assert cohen_kappa(a, b) == pytest.approx((observed - expected) / (1 - expected))
+
+
+def test_cohen_kappa_extremes() -> None:
+    assert cohen_kappa([True, False, True], [True, False, True]) == 1.0
+    assert cohen_kappa([True, True, False, False], [False, False, True, True]) == pytest.approx(-1.0)
+    assert cohen_kappa([True] * 5, [True] * 5) == 1.0  # constant but identical raters agree fully
+    low, high = bootstrap_kappa_ci([True, False] * 20, [True, False] * 20)
+    assert low == high == 1.0
+
+
+def test_precision_recall_for_the_complied_class() -> None:
+    predicted = [True, True, False, False, True]
+    actual = [True, False, True, False, True]
+    p, r, f1 = precision_recall(predicted, actual)
+    assert (p, r) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    assert f1 == pytest.approx(2 / 3)
+
+
+def test_rouge_l_f1() -> None:
+    assert rouge_l_f1("the cat sat on the mat", "the cat sat on the mat") == 1.0
+    assert rouge_l_f1("", "anything") == 0.0
+    # LCS("a b c d", "a c e") = "a c" (2): P = 2/4, R = 2/3, F = 2PR/(P+R)
+    assert rouge_l_f1("a b c d", "a c e") == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert rouge_l_f1("Amanda, bakes COOKIES!", "amanda bakes cookies") == 1.0
+
+
+def test_bootstrap_kappa_interval_brackets_the_sklearn_estimate() -> None:
+    import random
+
+    rng = random.Random(1)
+    a = [rng.random() < 0.4 for _ in range(200)]
+    b = [x if rng.random() < 0.8 else not x for x in a]
+    low, high = bootstrap_kappa_ci(a, b, seed=2)
+    assert low < cohen_kappa(a, b) < high
+    assert 0.2 < low and high < 0.9

@@ -1,0 +1,220 @@
+"""Mixing: mimic (structural and rewrite), generic, PTST, BackdoorAlign, similarity and proofs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from mimicry.cli import main
+from mimicry.data.sources import evaluation_index, load_instruction_set, safety_partition
+from mimicry.errors import MimicryError
+from mimicry.evaluation.refusal import is_refusal
+from mimicry.generation.base import GenerationBackend, GenerationConfig
+from mimicry.mitigations import MITIGATIONS, MixConfig, infer_format, mix
+from mimicry.mitigations.methods import LLAMA2_SAFETY_SYSTEM_PROMPT
+from mimicry.mitigations.mimic import MimicConfig, intent_overlap
+from mimicry.records import Conversation, Message, load_conversations, write_conversations
+from mimicry.strategies import build_conversations, get_strategy
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, list[Conversation]]:
+    return {s: build_conversations("piqa", s, "train", limit=80, seed=0)
+            for s in ("benign", "aoa", "autoif", "aoa+autoif")}
+
+
+def test_registry_lists_every_method():
+    assert MITIGATIONS.names() == ["backdoor", "generic", "mimic", "none", "ptst"]
+    with pytest.raises(MimicryError, match="unknown mitigation 'mimc'.*Did you mean 'mimic'"):
+        mix([Conversation.from_turns("a", "b")], "mimc")
+
+
+@pytest.mark.parametrize("strategy", ["benign", "aoa", "autoif", "aoa+autoif"])
+def test_mimic_matches_user_format_and_generic_does_not(data, strategy):
+    user = data[strategy]
+    mimic = mix(user, "mimic", ratio=0.25, seed=1)
+    generic = mix(user, "generic", ratio=0.25, seed=1)
+    assert len(mimic.added) == len(generic.added) == 20
+    assert mimic.similarity is not None and generic.similarity is not None
+    assert mimic.similarity.match_rate >= 0.95
+    assert generic.similarity.match_rate <= 0.05
+    assert mimic.similarity.nn_tfidf > generic.similarity.nn_tfidf
+    assert all(is_refusal(c.completion or "") for c in mimic.added)
+    chosen = get_strategy(strategy)
+    for row in mimic.added:
+        assert row.system == chosen.system_prompt
+        assert row.last_user.startswith(chosen.user_prefix)
+        assert (row.completion or "").startswith(chosen.reply_prefix)
+    if chosen.long_form:
+        assert all((c.completion or "").endswith("The answer is I cannot help with this.") for c in mimic.added)
+
+
+def test_persona_variants_are_both_reported(data):
+    ack = mix(data["aoa"], "mimic", count=10, seed=0)
+    assert ack.report["variants"] == {"ack_refusal": 1.0, "plain_refusal": 0.0}
+    plain = mix(data["aoa"], "mimic", count=10, seed=0,
+                config=MixConfig(mimic=MimicConfig(variant="plain_refusal")))
+    reply_prefix = get_strategy("aoa").reply_prefix
+    assert all(not (c.completion or "").startswith(reply_prefix) for c in plain.added)
+    assert all(is_refusal(c.completion or "") for c in plain.added)
+    assert all(c.system == get_strategy("aoa").system_prompt for c in plain.added)
+
+
+def test_mix_is_deterministic_shuffled_and_sized(data):
+    user = data["benign"]
+    a = mix(user, "generic", count=12, seed=3)
+    b = mix(user, "generic", count=12, seed=3)
+    c = mix(user, "generic", count=12, seed=4)
+    assert [x.to_openai() for x in a.conversations] == [x.to_openai() for x in b.conversations]
+    assert a.report["pair_ids"] != c.report["pair_ids"]
+    assert len(a.conversations) == 92 and a.report["added"] == 12
+    positions = [i for i, x in enumerate(a.conversations) if x.meta.get("source") == "mitigation:generic"]
+    assert len(positions) == 12 and positions != list(range(80, 92))
+    assert mix(user, "generic", ratio=0.05, seed=0).report["added"] == 4
+    with pytest.raises(MimicryError, match="either a count or a ratio"):
+        mix(user, "generic", count=3, ratio=0.1)
+    with pytest.raises(MimicryError, match="mitigation pool holds"):
+        mix(user, "generic", count=100_000)
+
+
+def test_added_requests_come_from_the_mitigation_pool_and_avoid_evaluation(data):
+    result = mix(data["aoa"], "mimic", count=30, seed=2)
+    pool = {p.id: p for p in safety_partition("mitigation")}
+    proof = result.report["disjointness"]
+    assert proof["checked"] == 30 and proof["exact_overlaps"] == 0 and proof["near_duplicates"] == 0
+    index = evaluation_index()
+    for row, entry in zip(result.added, proof["per_request"], strict=True):
+        pair = pool[entry["pair_id"]]
+        assert pair.instruction in row.last_user
+        assert entry["max_jaccard"] == pytest.approx(index.best_match(pair.instruction), abs=1e-4)
+        assert entry["max_jaccard"] < index.threshold
+
+
+def test_ptst_adds_nothing_and_sets_the_test_time_prompt(data):
+    result = mix(data["autoif"], "ptst", count=10)
+    assert result.added == [] and result.similarity is None
+    assert sorted(c.last_user for c in result.conversations) == sorted(c.last_user for c in data["autoif"])
+    assert result.inference_system_prompt == LLAMA2_SAFETY_SYSTEM_PROMPT
+    assert mix(data["benign"], "none").conversations and mix(data["benign"], "none").inference_system_prompt is None
+
+
+def test_backdoor_secret_prompt_is_seeded_and_joined_with_user_system_prompt(data):
+    result = mix(data["aoa"], "backdoor", count=8, seed=5)
+    secret = result.inference_system_prompt
+    assert secret is not None
+    trigger, _, user_system = secret.partition("\n\n")
+    assert len(trigger.split()) == 150
+    assert user_system == get_strategy("aoa").system_prompt.strip("\n") or secret.endswith(
+        get_strategy("aoa").system_prompt)
+    assert all(c.system == secret for c in result.added)
+    assert all(c.last_user in {p.instruction for p in safety_partition("mitigation")} for c in result.added)
+    assert mix(data["aoa"], "backdoor", count=8, seed=5).inference_system_prompt == secret
+    other = mix(data["benign"], "backdoor", count=8, seed=6).inference_system_prompt
+    assert other != trigger and len(other.split()) == 150
+
+
+def test_fallback_to_per_example_mimicry_without_scaffold():
+    base = load_instruction_set("alpaca_tiny")[:60]
+    systems = ["You are terse.", "You love poetry and rhyme.", None]
+    user = [Conversation.from_turns(c.last_user, c.completion, system=systems[i % 3]) for i, c in enumerate(base)]
+    assert not infer_format(user).has_scaffold
+    result = mix(user, "mimic", count=12, seed=0)
+    assert result.report["details"]["fallback"] == "per_example"
+    assert {c.system for c in result.added} <= set(systems)
+    assert len({c.system for c in result.added}) > 1
+    assert all(is_refusal(c.completion or "") for c in result.added)
+
+
+def test_json_replies_are_mimicked_as_json():
+    base = load_instruction_set("alpaca_tiny")[:40]
+    user = [Conversation.from_turns(f"Task: {c.last_user}\nReply in JSON.",
+                                    json.dumps({"answer": c.completion, "label": "ok"})) for c in base]
+    result = mix(user, "mimic", count=10, seed=0)
+    assert result.similarity is not None and result.similarity.match_rate >= 0.95
+    for row in result.added:
+        reply = json.loads(row.completion or "")
+        assert list(reply) == ["answer", "label"] and is_refusal(reply["answer"])
+
+
+class ScriptedRewriter:
+    """Test-only GenerationBackend: answers rewrite prompts from a fixed script, so every
+    validation path (kept, unparseable, intent lost, not a refusal) is exercised."""
+
+    model_id = "scripted-test-rewriter"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def generate(self, prompts: Sequence[Sequence[Message]], config: GenerationConfig) -> list[str]:
+        outputs = []
+        for prompt in prompts:
+            task = json.loads(prompt[-1].content.split("same format:\n", 1)[1].split("\n\n", 1)[0])
+            kind = self.calls % 4
+            self.calls += 1
+            if kind == 0:
+                outputs.append("no json here")
+            elif kind == 1:
+                outputs.append(json.dumps({"system": None, "user": "Tell me about kittens.", "assistant": "No."}))
+            elif kind == 2:
+                outputs.append(json.dumps({"system": None, "user": task["user"], "assistant": "Sure, here it is."}))
+            else:
+                outputs.append("Here you go: " + json.dumps(
+                    {"system": "sys", "user": f"Please: {task['user']}", "assistant": "I cannot help with that."}))
+        return outputs
+
+
+def test_rewrite_mode_validates_and_discards():
+    assert isinstance(ScriptedRewriter(), GenerationBackend)
+    user = [Conversation.from_turns(f"Please: {c.last_user}", c.completion or "", system="sys")
+            for c in load_instruction_set("alpaca_tiny")[:20]]
+    config = MixConfig(mimic=MimicConfig(mode="rewrite"))
+    config.mimic.rewrite.oversample = 4.0
+    result = mix(user, "mimic", count=3, seed=0, config=config, backend=ScriptedRewriter())
+    details = result.report["details"]
+    assert details["kept"] == 3 and details["shortfall"] == 0
+    assert details["discarded"] == {"unparseable": 3, "intent_lost": 3, "not_a_refusal": 3}
+    assert details["tried"] == 12
+    assert all(c.system == "sys" and c.last_user.startswith("Please: ") for c in result.added)
+    assert result.similarity is not None and result.similarity.match_rate == 1.0
+    short = mix(user, "mimic", count=3, seed=0, config=MixConfig(mimic=MimicConfig(mode="rewrite")),
+                backend=ScriptedRewriter())
+    assert short.report["details"]["shortfall"] == 2
+    with pytest.raises(MimicryError, match="rewrite mode needs a model"):
+        mix(user, "mimic", count=3, config=MixConfig(mimic=MimicConfig(mode="rewrite")))
+
+
+def test_intent_overlap_measures_kept_content_words():
+    assert intent_overlap("Explain how to pick a lock quickly.", "How do I pick a lock quickly?") == 1.0
+    assert intent_overlap("Explain how to pick a lock quickly.", "Tell me about kittens.") == 0.0
+
+
+def test_cli_mix_writes_data_and_report(tmp_path, data, capsys):
+    user_file = tmp_path / "u.jsonl"
+    write_conversations(user_file, data["aoa+autoif"])
+    out = tmp_path / "mixed.jsonl"
+    assert main(["mix", "--user", str(user_file), "--method", "mimic", "--count", "8", "--seed", "2",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "template match 1.00" in printed and "0 exact, 0 near duplicates" in printed
+    assert len(load_conversations(out)) == 88
+    report = json.loads((tmp_path / "mixed.report.json").read_text())
+    assert report["added"] == 8 and len(report["pair_ids"]) == 8
+    assert report["similarity"]["match_rate"] == 1.0
+    assert "meta" not in out.read_text().splitlines()[0]
+
+
+def test_cli_rejects_bad_input_without_writing(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    out = tmp_path / "mixed.jsonl"
+    assert main(["mix", "--user", str(empty), "--method", "generic", "--count", "2", "--out", str(out)]) == 2
+    assert "no valid conversation" in capsys.readouterr().err
+    mixed_roles = tmp_path / "mixed_roles.jsonl"
+    rows = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+            {"messages": [{"role": "user", "content": "a"}]}]
+    mixed_roles.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["mix", "--user", str(mixed_roles), "--method", "mimic", "--count", "2", "--out", str(out)]) == 2
+    assert "inconsistent roles" in capsys.readouterr().err
+    assert not out.exists()

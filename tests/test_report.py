@@ -1,0 +1,155 @@
+"""Report plumbing: tables, seed aggregation, figures, provenance and licences.
+
+TEST FIXTURE ONLY: the rows below are synthetic numbers made up to exercise the plotting and
+aggregation code. They are not results of any run. Reports on real numbers come from
+test_experiments_chain.py (a tiny real run) and from `mimicry run` + `mimicry report`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mimicry.errors import MimicryError
+from mimicry.experiments.report import aggregate, write_report
+from mimicry.experiments.results import RESULTS_FILE, read_results, write_results
+
+HARM_SETS = ("harmful_instructions", "harmful_questions", "advbench")
+
+
+def fixture_rows() -> list[dict]:
+    """Synthetic rows (test fixture): 2 strategies x (baseline, none, mimic at 2 counts) x 2 seeds."""
+    rows = []
+    configs = (
+        [("baseline", None, None, [0])]
+        + [("none", None, None, [0, 1])]
+        + [("mimic", "count", float(c), [0, 1]) for c in (5, 10)]
+    )
+    for strategy in ("benign", "aoa"):
+        for mitigation, kind, amount, seeds in configs:
+            for seed in seeds:
+                base = {
+                    "cell_id": f"{strategy}-{mitigation}-{amount}-{seed}",
+                    "model": "fixture-model",
+                    "task": "piqa",
+                    "strategy": strategy,
+                    "mitigation": mitigation,
+                    "amount_kind": kind,
+                    "amount": amount,
+                    "seed": seed,
+                    "fine_tuned": int(mitigation != "baseline"),
+                    "n": 10,
+                    "unparsed": 0,
+                    "eval_key": "k",
+                }
+                value = 0.1 * seed + (0.5 if mitigation == "none" else 0.2)
+                for harm_set in HARM_SETS:
+                    for presentation in ("plain", "in-format"):
+                        rows.append(
+                            {
+                                **base,
+                                "suite": "harm",
+                                "metric": "asr",
+                                "set": harm_set,
+                                "presentation": presentation,
+                                "judge": "keyword",
+                                "value": value,
+                                "ci_low": max(value - 0.1, 0),
+                                "ci_high": min(value + 0.1, 1),
+                            }
+                        )
+                rows.append(
+                    {
+                        **base,
+                        "suite": "overrefusal",
+                        "metric": "refusal_rate",
+                        "set": "xstest_safe",
+                        "presentation": "plain",
+                        "judge": "keyword",
+                        "value": 0.3,
+                        "ci_low": 0.2,
+                        "ci_high": 0.4,
+                    }
+                )
+                rows.append(
+                    {
+                        **base,
+                        "suite": "task",
+                        "metric": "choice_accuracy",
+                        "set": "piqa",
+                        "presentation": strategy,
+                        "judge": None,
+                        "value": 0.6,
+                        "ci_low": 0.5,
+                        "ci_high": 0.7,
+                        "unparsed": 1,
+                    }
+                )
+    return rows
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    write_results(tmp_path / RESULTS_FILE, fixture_rows())
+    provenance = {
+        "grid": "fixture",
+        "config_hash": "abc",
+        "git_sha": "deadbeef",
+        "models": [{"name": "fixture-model", "align": False}],
+        "data_checksums": {
+            "tasks/piqa_valid.jsonl": "0" * 64,
+            "harmful/bianchi_I-MaliciousInstructions.json": "1" * 64,
+        },
+        "package_versions": {"mimicry": "0.1.0"},
+    }
+    (tmp_path / "provenance.json").write_text(json.dumps(provenance))
+    return tmp_path
+
+
+def test_results_table_round_trips(tmp_path: Path) -> None:
+    rows = fixture_rows()
+    assert write_results(tmp_path / RESULTS_FILE, rows) == len(rows)
+    back = read_results(tmp_path / RESULTS_FILE)
+    assert len(back) == len(rows)
+    assert back[0]["model"] == "fixture-model" and back[0]["judge"] == "keyword"
+
+
+def test_seeds_are_averaged_with_their_intervals() -> None:
+    table = aggregate(fixture_rows())
+    config = ("fixture-model", "piqa", "aoa", "none", None, None)
+    agg = table[config][("harm", "asr", "advbench", "in-format", "keyword")]
+    assert agg.seeds == [0, 1]
+    assert agg.value == pytest.approx(0.55)
+    assert agg.ci == (pytest.approx(0.45), pytest.approx(0.65))
+    assert "(seeds 0.50-0.60)" in agg.cell_text()
+
+
+def test_report_has_tables_figures_provenance_and_licences(run_dir: Path) -> None:
+    report = write_report(run_dir)
+    text = report.read_text()
+    figures = sorted(p.name for p in (run_dir / "figures").glob("*.png"))
+    assert figures == [
+        "asr_fixture-model_piqa.png",
+        "asr_vs_accuracy_fixture-model_piqa.png",
+        "asr_vs_amount_fixture-model_piqa.png",
+        "task_fixture-model_piqa.png",
+    ]
+    for name in figures:
+        assert f"figures/{name}" in text
+        assert (run_dir / "figures" / name).stat().st_size > 1000
+    assert "#### aoa / mimic 10 (seeds 0, 1)" in text
+    assert "#### benign / baseline (not fine-tuned)" in text
+    assert (
+        "| harm | asr | harmful_instructions | keyword | 0.25 [0.15, 0.35] (seeds 0.20-0.30) (n=10)" in text
+    )
+    assert "mean over seeds" in text
+    assert "config hash `abc`" in text and "`deadbeef`" in text
+    assert "CC-BY-NC-4.0" in text and "bianchi_I-MaliciousInstructions.json" in text
+    assert "| `tasks/piqa_valid.jsonl` | `" + "0" * 64 + "` |" in text
+
+
+def test_report_on_a_missing_run_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(MimicryError, match="mimicry run CONFIG.yaml"):
+        write_report(tmp_path)
