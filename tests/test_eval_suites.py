@@ -163,6 +163,20 @@ def test_a_failing_judge_keeps_every_generation_and_a_rerun_only_judges(tmp_path
     assert summary.row("harm", "harm_score", "harmful_instructions", "plain", "llm:local:judge-model").n == 4
 
 
+def test_an_unreachable_judge_endpoint_is_retried_then_named_and_generations_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIMICRY_TEST_JUDGE_KEY", "not-a-real-key")
+    config = EvalConfig(**SMALL, judges=["keyword", "llm:openai:judge@http://127.0.0.1:9/v1"],
+                        presentations=["plain"], judge_api_key_env="MIMICRY_TEST_JUDGE_KEY",
+                        judge_max_retries=2, judge_backoff_seconds=0.01)
+    expected = r"judge llm:openai:judge@http://127.0.0.1:9/v1 failed.*after 3 attempts.*rerunning the same"
+    with pytest.raises(MimicryError, match=expected):
+        evaluate(ScriptedBackend(), "harm", config=config, out_dir=tmp_path)
+    assert len(read_jsonl(tmp_path / "generations.jsonl")) == 4
+    assert {v["judge_id"] for v in read_jsonl(tmp_path / "verdicts.jsonl")} == {"keyword"}
+
+
 def test_unparsed_judge_verdicts_are_counted_not_dropped(tmp_path: Path) -> None:
     class Refusing:
         model_id = "judge"

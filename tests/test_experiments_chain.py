@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mimicry.cli import main
-from mimicry.experiments.grid import GridConfig, expand, load_grid
+from mimicry.experiments.grid import GridConfig, MitigationEntry, expand, load_grid
 from mimicry.experiments.report import write_report
 from mimicry.experiments.results import RESULTS_FILE, read_results
-from mimicry.experiments.runner import INDEX_FILE, run_grid
+from mimicry.experiments.runner import INDEX_FILE, RunOutcome, run_grid
 from mimicry.experiments.stages import STAGES, SystemPromptBackend
 from mimicry.records import Message
 
@@ -85,93 +86,132 @@ def tiny_grid(model: Path, **changes: object) -> GridConfig:
     return GridConfig.model_validate(data)
 
 
-def test_the_chain_runs_caches_and_recomputes_only_what_changed(tiny_model_dir: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    grid = tiny_grid(tiny_model_dir)
-    first = run_grid(grid, run_dir, show_progress=False)
-    # baseline: evaluate; none: build mix train evaluate; mimic: mix train evaluate;
-    # ptst: mix and evaluate, training reused from `none` (same data, same content hash)
-    assert dict(first.computed) == {"build": 1, "mix": 3, "train": 2, "evaluate": 4}
-    assert dict(first.reused) == {"build": 2, "train": 1}
+@dataclass
+class FirstRun:
+    grid: GridConfig
+    run_dir: Path
+    home: Path
+    outcome: RunOutcome
 
-    rows = read_results(run_dir / RESULTS_FILE)
-    cells = {(r["mitigation"], r["fine_tuned"]) for r in rows}
-    assert cells == {("baseline", 0), ("none", 1), ("mimic", 1), ("ptst", 1)}
+
+@pytest.fixture(scope="module")
+def first_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
+    """One real run of a 4-cell grid; the other tests reuse its artifact store (MIMICRY_HOME)."""
+    home = tmp_path_factory.mktemp("chain-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MIMICRY_HOME", str(home))
+        grid = tiny_grid(tiny_model_dir)
+        run_dir = home / "run"
+        return FirstRun(grid, run_dir, home, run_grid(grid, run_dir, show_progress=False))
+
+
+@pytest.fixture
+def shared_home(first_run: FirstRun, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MIMICRY_HOME", str(first_run.home))
+    return first_run.home
+
+
+def test_each_stage_runs_once_and_identical_data_is_trained_once(first_run: FirstRun) -> None:
+    # baseline: evaluate; none: build mix train evaluate; mimic: mix train evaluate (build reused);
+    # ptst: mix evaluate (build reused; training reused from `none`: same data, same content hash)
+    assert dict(first_run.outcome.computed) == {"build": 1, "mix": 3, "train": 2, "evaluate": 4}
+    assert dict(first_run.outcome.reused) == {"build": 2, "train": 1}
+    rows = read_results(first_run.run_dir / RESULTS_FILE)
+    assert {(r["mitigation"], r["fine_tuned"]) for r in rows} == {
+        ("baseline", 0),
+        ("none", 1),
+        ("mimic", 1),
+        ("ptst", 1),
+    }
     assert {r["suite"] for r in rows} == {"harm", "overrefusal", "task"}
     asr = [r for r in rows if r["metric"] == "asr"]
     assert {r["presentation"] for r in asr} == {"plain", "in-format"}
     assert all(0 <= r["value"] <= 1 and r["ci_low"] <= r["value"] <= r["ci_high"] for r in asr)
-    index = json.loads((run_dir / INDEX_FILE).read_text())
-    assert len(index["cells"]) == len(expand(grid)) == 4
-    ptst = next(c for c in index["cells"] if c["mitigation"] == "ptst")
-    none = next(c for c in index["cells"] if c["mitigation"] == "none")
-    assert ptst["artifacts"]["train"] == none["artifacts"]["train"]
-    assert ptst["artifacts"]["evaluate"] != none["artifacts"]["evaluate"]
-    assert not any(c["model"] in str(p) for c in index["cells"] for p in run_dir.iterdir())
+    index = json.loads((first_run.run_dir / INDEX_FILE).read_text())
+    assert len(index["cells"]) == len(expand(first_run.grid)) == 4
+    by_mitigation = {c["mitigation"]: c["artifacts"] for c in index["cells"]}
+    assert by_mitigation["ptst"]["train"] == by_mitigation["none"]["train"]
+    assert by_mitigation["ptst"]["evaluate"] != by_mitigation["none"]["evaluate"]
+    assert sorted(p.name for p in first_run.run_dir.iterdir()) == [
+        "grid.json",
+        "index.json",
+        "provenance.json",
+        "results.sqlite",
+    ]
 
+
+def test_rerunning_an_unchanged_grid_does_no_work(first_run: FirstRun, shared_home: Path) -> None:
     started = time.perf_counter()
-    again = run_grid(grid, run_dir, show_progress=False)
+    again = run_grid(first_run.grid, first_run.run_dir, show_progress=False)
     assert time.perf_counter() - started < 5
     assert not again.computed and sum(again.reused.values()) == 13
-    assert read_results(run_dir / RESULTS_FILE) == rows
+    assert len(read_results(first_run.run_dir / RESULTS_FILE)) == first_run.outcome.results
 
-    changed = tiny_grid(tiny_model_dir, evaluation={**grid.evaluation, "max_new_tokens": 4})
-    third = run_grid(changed, run_dir, show_progress=False)
-    assert dict(third.computed) == {"evaluate": 4}
-    assert dict(third.reused) == {"build": 3, "mix": 3, "train": 3}
 
-    report = write_report(run_dir)
-    text = report.read_text()
-    assert "#### aoa / mimic 2 (seeds 0)" in text and "#### aoa / baseline (not fine-tuned)" in text
-    assert (run_dir / "figures" / f"asr_{tiny_model_dir.name}_piqa.png").is_file()
+def test_changing_an_eval_setting_recomputes_only_evaluation(
+    first_run: FirstRun, shared_home: Path, tmp_path: Path
+) -> None:
+    grid = first_run.grid
+    changed = grid.model_copy(
+        update={
+            "baseline": False,
+            "mitigations": grid.mitigations[:1],
+            "evaluation": {**grid.evaluation, "max_new_tokens": 4},
+        }
+    )
+    outcome = run_grid(changed, tmp_path / "run", show_progress=False)
+    assert dict(outcome.computed) == {"evaluate": 1}
+    assert dict(outcome.reused) == {"build": 1, "mix": 1, "train": 1}
 
 
 def test_a_killed_run_resumes_with_finished_artifacts_reused(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    first_run: FirstRun, shared_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    grid = tiny_grid(tiny_model_dir, mitigations=[{"method": "none"}, {"method": "generic", "counts": [2]}])
+    grid = first_run.grid.model_copy(
+        update={
+            "baseline": False,
+            "mitigations": [MitigationEntry(method="none"), MitigationEntry(method="generic", counts=[2])],
+        }
+    )
     train = STAGES.get("train")
     real_run = train.run
-    calls: list[int] = []
 
-    def killed_on_second_training(inputs, config, out_dir):  # simulates Ctrl-C during the 2nd training
-        calls.append(1)
-        if len(calls) == 2:
-            (out_dir / "half-written").write_text("partial")
-            raise KeyboardInterrupt
-        return real_run(inputs, config, out_dir)
+    def killed_during_training(inputs, config, out_dir):  # simulates Ctrl-C mid-way through training
+        (out_dir / "half-written").write_text("partial")
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "run", killed_on_second_training)
+    monkeypatch.setattr(train, "run", killed_during_training)
     with pytest.raises(KeyboardInterrupt):
         run_grid(grid, tmp_path / "run", show_progress=False)
     partial = json.loads((tmp_path / "run" / INDEX_FILE).read_text())
-    assert [c["mitigation"] for c in partial["cells"]] == ["baseline", "none"]
+    assert [c["mitigation"] for c in partial["cells"]] == ["none"]
+    assert {r["mitigation"] for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none"}
 
     monkeypatch.setattr(train, "run", real_run)
     resumed = run_grid(grid, tmp_path / "run", show_progress=False)
-    assert dict(resumed.reused) == {"build": 2, "mix": 2, "train": 1, "evaluate": 2}
+    assert dict(resumed.reused) == {"build": 2, "mix": 2, "train": 1, "evaluate": 1}
     assert dict(resumed.computed) == {"train": 1, "evaluate": 1}
-    assert {r["mitigation"] for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {
-        "baseline",
-        "none",
-        "generic",
-    }
+    assert {r["mitigation"] for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none", "generic"}
 
 
 def test_cli_run_dry_run_and_report(
-    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    first_run: FirstRun, shared_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     config = tmp_path / "grid.yaml"
-    grid = tiny_grid(tiny_model_dir, mitigations=[{"method": "mimic", "counts": [2]}], baseline=False)
+    grid = first_run.grid.model_copy(
+        update={"baseline": False, "mitigations": [MitigationEntry(method="mimic", counts=[2])]}
+    )
     config.write_text(yaml.safe_dump(grid.model_dump(mode="json")))
-    assert main(["run", str(config), "--run-dir", str(tmp_path / "run"), "--dry-run"]) == 0
-    assert "computed: 1 build, 1 mix" in capsys.readouterr().out
-    assert not (tmp_path / "run" / RESULTS_FILE).exists()
-    assert main(["run", str(config), "--run-dir", str(tmp_path / "run"), "--report"]) == 0
-    out = capsys.readouterr().out
-    assert "computed: 1 evaluate, 1 train; reused: 1 build, 1 mix" in out
-    assert (tmp_path / "run" / "report.md").is_file()
-    assert main(["report", str(tmp_path / "run")]) == 0
+    run_dir = tmp_path / "run"
+    assert main(["run", str(config), "--run-dir", str(run_dir), "--dry-run"]) == 0
+    assert "checked 1 cells of 'tiny-chain'" in capsys.readouterr().out
+    assert not (run_dir / RESULTS_FILE).exists()
+    assert main(["run", str(config), "--run-dir", str(run_dir), "--report"]) == 0
+    assert "computed: nothing; reused: 1 build, 1 evaluate, 1 mix, 1 train" in capsys.readouterr().out
+    assert main(["report", str(run_dir)]) == 0
+    text = (run_dir / "report.md").read_text()
+    assert "#### aoa / mimic 2 (seeds 0)" in text and "## Provenance" in text
+    assert (run_dir / "figures" / f"asr_{first_run.grid.models[0].display}_piqa.png").is_file()
 
 
 def test_cli_reports_a_typo_in_the_grid_without_a_traceback(

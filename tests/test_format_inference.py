@@ -12,7 +12,7 @@ from mimicry.data.sources import load_instruction_set
 from mimicry.errors import MimicryError
 from mimicry.mitigations.format import FormatConfig, infer_format
 from mimicry.records import Conversation, Message
-from mimicry.strategies import ALPACA_SYSTEM_PROMPT, build_conversations, get_strategy
+from mimicry.strategies import build_conversations, get_strategy
 
 TASKS = ["piqa", "sst2", "arc_easy"]
 STRATEGY_NAMES = ["benign", "aoa", "autoif", "aoa+autoif"]
@@ -20,7 +20,9 @@ STRATEGY_NAMES = ["benign", "aoa", "autoif", "aoa+autoif"]
 
 @pytest.fixture(scope="module")
 def datasets() -> dict[tuple[str, str], list[Conversation]]:
-    return {(t, s): build_conversations(t, s, "train", limit=60, seed=0) for t in TASKS for s in STRATEGY_NAMES}
+    return {
+        (t, s): build_conversations(t, s, "train", limit=60, seed=0) for t in TASKS for s in STRATEGY_NAMES
+    }
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -101,14 +103,19 @@ def test_system_prompt_that_varies_slightly():
     days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
     base = load_instruction_set("alpaca_tiny")[:42]
     rows = [
-        Conversation.from_turns(c.last_user, c.completion,
-                                system=f"You are the support assistant of ACME Corp. Be brief. Today is {days[i % 7]}.")
+        Conversation.from_turns(
+            c.last_user,
+            c.completion,
+            system=f"You are the support assistant of ACME Corp. Be brief. Today is {days[i % 7]}.",
+        )
         for i, c in enumerate(base)
     ]
     fmt = infer_format(rows)
     assert fmt.system.kind == "varies_slightly"
     assert fmt.system.distinct == 7
-    assert fmt.system.consensus is not None and fmt.system.consensus.startswith("You are the support assistant")
+    assert fmt.system.consensus is not None and fmt.system.consensus.startswith(
+        "You are the support assistant"
+    )
     assert fmt.system.min_similarity > 0.8
     assert "varies slightly" in fmt.render()
     assert all(fmt.system.accepts(c.system, fmt.config.system_similarity) for c in rows)
@@ -141,8 +148,14 @@ def test_empty_dataset_is_a_clear_error():
 
 def test_inconsistent_roles_are_named():
     single = Conversation.from_turns("hi", "hello")
-    multi = Conversation(messages=[Message(role="user", content="a"), Message(role="assistant", content="b"),
-                                   Message(role="user", content="c"), Message(role="assistant", content="d")])
+    multi = Conversation(
+        messages=[
+            Message(role="user", content="a"),
+            Message(role="assistant", content="b"),
+            Message(role="user", content="c"),
+            Message(role="assistant", content="d"),
+        ]
+    )
     with pytest.raises(MimicryError, match=r"inconsistent roles.*user->assistant->user->assistant.*rows 3"):
         infer_format([single, single, multi])
 
@@ -150,11 +163,15 @@ def test_inconsistent_roles_are_named():
 # Property: a random scaffold around random slot values is recovered. Constants touch their slot
 # with a non-word character (as real scaffolds do) and slot values are random words, so a
 # constant may only run into the slots by characters that at least `threshold` of the values share.
-WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=8)
+WORD = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=8
+)
 TEXT = st.lists(WORD, min_size=1, max_size=6).map(" ".join)
-OPENERS = st.sampled_from([": ", "\n", " | ", " -> ", ":\n\n", " (", " \""])
-CLOSERS = st.sampled_from(["\n", " ", "? ", ")\n", "\" ", ". "])
-SLOT = st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=3, max_size=9), min_size=2, max_size=6)
+OPENERS = st.sampled_from([": ", "\n", " | ", " -> ", ":\n\n", " (", ' "'])
+CLOSERS = st.sampled_from(["\n", " ", "? ", ")\n", '" ', ". "])
+SLOT = st.lists(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=3, max_size=9), min_size=2, max_size=6
+)
 
 
 @st.composite
@@ -176,7 +193,7 @@ def _recovered(found: str, true: str, values: list[str], threshold: float, from_
         found, true, values = found[::-1], true[::-1], [v[::-1] for v in values]
     if not found.startswith(true):
         return False
-    extension = found[len(true):]
+    extension = found[len(true) :]
     return sum(v.startswith(extension) for v in values) >= threshold * len(values)
 
 
@@ -184,8 +201,11 @@ def _recovered(found: str, true: str, values: list[str], threshold: float, from_
 @given(scaffolds())
 def test_random_scaffolds_are_recovered(s):
     rows = [
-        Conversation.from_turns(s["user_prefix"] + u + s["user_suffix"], s["reply_prefix"] + r + s["reply_suffix"],
-                                system=s["system"])
+        Conversation.from_turns(
+            s["user_prefix"] + u + s["user_suffix"],
+            s["reply_prefix"] + r + s["reply_suffix"],
+            system=s["system"],
+        )
         for u, r in zip(s["users"], s["replies"], strict=False)
     ]
     fmt = infer_format(rows)
@@ -199,3 +219,16 @@ def test_random_scaffolds_are_recovered(s):
     assert _recovered(fmt.assistant.prefix, s["reply_prefix"], replies, threshold, from_end=False)
     assert _recovered(fmt.assistant.suffix, s["reply_suffix"], replies, threshold, from_end=True)
     assert fmt.template_match_rate == 1.0
+
+
+def test_cli_format_infer_prints_template_and_saves_json(tmp_path, datasets, capsys):
+    from mimicry.cli import main
+    from mimicry.records import write_conversations
+
+    path = tmp_path / "aoa.jsonl"
+    write_conversations(path, datasets[("sst2", "aoa+autoif")])
+    assert main(["format", "infer", str(path), "--out", str(tmp_path / "fmt.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "[user] AOA, execute my instruction: " in printed and "{answer}" in printed
+    saved = json.loads((tmp_path / "fmt.json").read_text())
+    assert saved["system"]["kind"] == "constant" and saved["answer_style"]["kind"] == "final_answer"

@@ -79,3 +79,18 @@ def test_bootstrap_kappa_interval_brackets_the_sklearn_estimate() -> None:
     low, high = bootstrap_kappa_ci(a, b, seed=2)
     assert low < cohen_kappa(a, b) < high
     assert 0.2 < low and high < 0.9
+
+
+def test_cohen_kappa_agrees_with_scikit_learn() -> None:
+    import random
+
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = random.Random(7)
+    for _ in range(20):
+        n = rng.randint(5, 60)
+        a = [rng.random() < rng.random() for _ in range(n)]
+        b = [rng.random() < 0.5 for _ in range(n)]
+        if len(set(a)) == 1 and len(set(b)) == 1:
+            continue
+        assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))

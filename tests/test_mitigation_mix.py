@@ -21,8 +21,10 @@ from mimicry.strategies import build_conversations, get_strategy
 
 @pytest.fixture(scope="module")
 def data() -> dict[str, list[Conversation]]:
-    return {s: build_conversations("piqa", s, "train", limit=80, seed=0)
-            for s in ("benign", "aoa", "autoif", "aoa+autoif")}
+    return {
+        s: build_conversations("piqa", s, "train", limit=40, seed=0)
+        for s in ("benign", "aoa", "autoif", "aoa+autoif")
+    }
 
 
 def test_registry_lists_every_method():
@@ -36,7 +38,7 @@ def test_mimic_matches_user_format_and_generic_does_not(data, strategy):
     user = data[strategy]
     mimic = mix(user, "mimic", ratio=0.25, seed=1)
     generic = mix(user, "generic", ratio=0.25, seed=1)
-    assert len(mimic.added) == len(generic.added) == 20
+    assert len(mimic.added) == len(generic.added) == 10
     assert mimic.similarity is not None and generic.similarity is not None
     assert mimic.similarity.match_rate >= 0.95
     assert generic.similarity.match_rate <= 0.05
@@ -48,14 +50,17 @@ def test_mimic_matches_user_format_and_generic_does_not(data, strategy):
         assert row.last_user.startswith(chosen.user_prefix)
         assert (row.completion or "").startswith(chosen.reply_prefix)
     if chosen.long_form:
-        assert all((c.completion or "").endswith("The answer is I cannot help with this.") for c in mimic.added)
+        assert all(
+            (c.completion or "").endswith("The answer is I cannot help with this.") for c in mimic.added
+        )
 
 
 def test_persona_variants_are_both_reported(data):
     ack = mix(data["aoa"], "mimic", count=10, seed=0)
     assert ack.report["variants"] == {"ack_refusal": 1.0, "plain_refusal": 0.0}
-    plain = mix(data["aoa"], "mimic", count=10, seed=0,
-                config=MixConfig(mimic=MimicConfig(variant="plain_refusal")))
+    plain = mix(
+        data["aoa"], "mimic", count=10, seed=0, config=MixConfig(mimic=MimicConfig(variant="plain_refusal"))
+    )
     reply_prefix = get_strategy("aoa").reply_prefix
     assert all(not (c.completion or "").startswith(reply_prefix) for c in plain.added)
     assert all(is_refusal(c.completion or "") for c in plain.added)
@@ -69,10 +74,10 @@ def test_mix_is_deterministic_shuffled_and_sized(data):
     c = mix(user, "generic", count=12, seed=4)
     assert [x.to_openai() for x in a.conversations] == [x.to_openai() for x in b.conversations]
     assert a.report["pair_ids"] != c.report["pair_ids"]
-    assert len(a.conversations) == 92 and a.report["added"] == 12
+    assert len(a.conversations) == 52 and a.report["added"] == 12
     positions = [i for i, x in enumerate(a.conversations) if x.meta.get("source") == "mitigation:generic"]
-    assert len(positions) == 12 and positions != list(range(80, 92))
-    assert mix(user, "generic", ratio=0.05, seed=0).report["added"] == 4
+    assert len(positions) == 12 and positions != list(range(40, 52))
+    assert mix(user, "generic", ratio=0.05, seed=0).report["added"] == 2
     with pytest.raises(MimicryError, match="either a count or a ratio"):
         mix(user, "generic", count=3, ratio=0.1)
     with pytest.raises(MimicryError, match="mitigation pool holds"):
@@ -80,10 +85,10 @@ def test_mix_is_deterministic_shuffled_and_sized(data):
 
 
 def test_added_requests_come_from_the_mitigation_pool_and_avoid_evaluation(data):
-    result = mix(data["aoa"], "mimic", count=30, seed=2)
+    result = mix(data["aoa"], "mimic", count=20, seed=2)
     pool = {p.id: p for p in safety_partition("mitigation")}
     proof = result.report["disjointness"]
-    assert proof["checked"] == 30 and proof["exact_overlaps"] == 0 and proof["near_duplicates"] == 0
+    assert proof["checked"] == 20 and proof["exact_overlaps"] == 0 and proof["near_duplicates"] == 0
     index = evaluation_index()
     for row, entry in zip(result.added, proof["per_request"], strict=True):
         pair = pool[entry["pair_id"]]
@@ -97,17 +102,19 @@ def test_ptst_adds_nothing_and_sets_the_test_time_prompt(data):
     assert result.added == [] and result.similarity is None
     assert sorted(c.last_user for c in result.conversations) == sorted(c.last_user for c in data["autoif"])
     assert result.inference_system_prompt == LLAMA2_SAFETY_SYSTEM_PROMPT
-    assert mix(data["benign"], "none").conversations and mix(data["benign"], "none").inference_system_prompt is None
+    assert (
+        mix(data["benign"], "none").conversations
+        and mix(data["benign"], "none").inference_system_prompt is None
+    )
 
 
 def test_backdoor_secret_prompt_is_seeded_and_joined_with_user_system_prompt(data):
     result = mix(data["aoa"], "backdoor", count=8, seed=5)
     secret = result.inference_system_prompt
     assert secret is not None
-    trigger, _, user_system = secret.partition("\n\n")
+    trigger = secret.split("\n\n", 1)[0]
     assert len(trigger.split()) == 150
-    assert user_system == get_strategy("aoa").system_prompt.strip("\n") or secret.endswith(
-        get_strategy("aoa").system_prompt)
+    assert secret == trigger + "\n\n" + get_strategy("aoa").system_prompt
     assert all(c.system == secret for c in result.added)
     assert all(c.last_user in {p.instruction for p in safety_partition("mitigation")} for c in result.added)
     assert mix(data["aoa"], "backdoor", count=8, seed=5).inference_system_prompt == secret
@@ -118,7 +125,9 @@ def test_backdoor_secret_prompt_is_seeded_and_joined_with_user_system_prompt(dat
 def test_fallback_to_per_example_mimicry_without_scaffold():
     base = load_instruction_set("alpaca_tiny")[:60]
     systems = ["You are terse.", "You love poetry and rhyme.", None]
-    user = [Conversation.from_turns(c.last_user, c.completion, system=systems[i % 3]) for i, c in enumerate(base)]
+    user = [
+        Conversation.from_turns(c.last_user, c.completion, system=systems[i % 3]) for i, c in enumerate(base)
+    ]
     assert not infer_format(user).has_scaffold
     result = mix(user, "mimic", count=12, seed=0)
     assert result.report["details"]["fallback"] == "per_example"
@@ -129,8 +138,12 @@ def test_fallback_to_per_example_mimicry_without_scaffold():
 
 def test_json_replies_are_mimicked_as_json():
     base = load_instruction_set("alpaca_tiny")[:40]
-    user = [Conversation.from_turns(f"Task: {c.last_user}\nReply in JSON.",
-                                    json.dumps({"answer": c.completion, "label": "ok"})) for c in base]
+    user = [
+        Conversation.from_turns(
+            f"Task: {c.last_user}\nReply in JSON.", json.dumps({"answer": c.completion, "label": "ok"})
+        )
+        for c in base
+    ]
     result = mix(user, "mimic", count=10, seed=0)
     assert result.similarity is not None and result.similarity.match_rate >= 0.95
     for row in result.added:
@@ -156,19 +169,33 @@ class ScriptedRewriter:
             if kind == 0:
                 outputs.append("no json here")
             elif kind == 1:
-                outputs.append(json.dumps({"system": None, "user": "Tell me about kittens.", "assistant": "No."}))
+                outputs.append(
+                    json.dumps({"system": None, "user": "Tell me about kittens.", "assistant": "No."})
+                )
             elif kind == 2:
-                outputs.append(json.dumps({"system": None, "user": task["user"], "assistant": "Sure, here it is."}))
+                outputs.append(
+                    json.dumps({"system": None, "user": task["user"], "assistant": "Sure, here it is."})
+                )
             else:
-                outputs.append("Here you go: " + json.dumps(
-                    {"system": "sys", "user": f"Please: {task['user']}", "assistant": "I cannot help with that."}))
+                outputs.append(
+                    "Here you go: "
+                    + json.dumps(
+                        {
+                            "system": "sys",
+                            "user": f"Please: {task['user']}",
+                            "assistant": "I cannot help with that.",
+                        }
+                    )
+                )
         return outputs
 
 
 def test_rewrite_mode_validates_and_discards():
     assert isinstance(ScriptedRewriter(), GenerationBackend)
-    user = [Conversation.from_turns(f"Please: {c.last_user}", c.completion or "", system="sys")
-            for c in load_instruction_set("alpaca_tiny")[:20]]
+    user = [
+        Conversation.from_turns(f"Please: {c.last_user}", c.completion or "", system="sys")
+        for c in load_instruction_set("alpaca_tiny")[:20]
+    ]
     config = MixConfig(mimic=MimicConfig(mode="rewrite"))
     config.mimic.rewrite.oversample = 4.0
     result = mix(user, "mimic", count=3, seed=0, config=config, backend=ScriptedRewriter())
@@ -178,15 +205,22 @@ def test_rewrite_mode_validates_and_discards():
     assert details["tried"] == 12
     assert all(c.system == "sys" and c.last_user.startswith("Please: ") for c in result.added)
     assert result.similarity is not None and result.similarity.match_rate == 1.0
-    short = mix(user, "mimic", count=3, seed=0, config=MixConfig(mimic=MimicConfig(mode="rewrite")),
-                backend=ScriptedRewriter())
+    short = mix(
+        user,
+        "mimic",
+        count=3,
+        seed=0,
+        config=MixConfig(mimic=MimicConfig(mode="rewrite")),
+        backend=ScriptedRewriter(),
+    )
     assert short.report["details"]["shortfall"] == 2
     with pytest.raises(MimicryError, match="rewrite mode needs a model"):
         mix(user, "mimic", count=3, config=MixConfig(mimic=MimicConfig(mode="rewrite")))
 
 
 def test_intent_overlap_measures_kept_content_words():
-    assert intent_overlap("Explain how to pick a lock quickly.", "How do I pick a lock quickly?") == 1.0
+    # "explain" is a content word the rewrite dropped; "pick", "lock", "quickly" are kept.
+    assert intent_overlap("Explain how to pick a lock quickly.", "How do I pick a lock quickly?") == 0.75
     assert intent_overlap("Explain how to pick a lock quickly.", "Tell me about kittens.") == 0.0
 
 
@@ -194,11 +228,27 @@ def test_cli_mix_writes_data_and_report(tmp_path, data, capsys):
     user_file = tmp_path / "u.jsonl"
     write_conversations(user_file, data["aoa+autoif"])
     out = tmp_path / "mixed.jsonl"
-    assert main(["mix", "--user", str(user_file), "--method", "mimic", "--count", "8", "--seed", "2",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "mix",
+                "--user",
+                str(user_file),
+                "--method",
+                "mimic",
+                "--count",
+                "8",
+                "--seed",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "template match 1.00" in printed and "0 exact, 0 near duplicates" in printed
-    assert len(load_conversations(out)) == 88
+    assert len(load_conversations(out)) == 48
     report = json.loads((tmp_path / "mixed.report.json").read_text())
     assert report["added"] == 8 and len(report["pair_ids"]) == 8
     assert report["similarity"]["match_rate"] == 1.0
@@ -212,9 +262,13 @@ def test_cli_rejects_bad_input_without_writing(tmp_path, capsys):
     assert main(["mix", "--user", str(empty), "--method", "generic", "--count", "2", "--out", str(out)]) == 2
     assert "no valid conversation" in capsys.readouterr().err
     mixed_roles = tmp_path / "mixed_roles.jsonl"
-    rows = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
-            {"messages": [{"role": "user", "content": "a"}]}]
+    rows = [
+        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+        {"messages": [{"role": "user", "content": "a"}]},
+    ]
     mixed_roles.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert main(["mix", "--user", str(mixed_roles), "--method", "mimic", "--count", "2", "--out", str(out)]) == 2
+    assert (
+        main(["mix", "--user", str(mixed_roles), "--method", "mimic", "--count", "2", "--out", str(out)]) == 2
+    )
     assert "inconsistent roles" in capsys.readouterr().err
     assert not out.exists()

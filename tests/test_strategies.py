@@ -165,7 +165,7 @@ def test_llm_converter_validates_caches_and_falls_back(tmp_path: Path) -> None:
 
     conversations = build_conversations("piqa", "autoif", limit=6, seed=0, converter=converter)
 
-    assert backend.calls == 6 and converter.generated == 6
+    assert backend.calls == 6 and converter.generated == 6 and converter.cache_hits == 0
     assert converter.fallbacks == 2, "replies 3 and 6 state the wrong answer"
     template = TemplateConverter()
     for example, conv in zip(examples, conversations, strict=True):

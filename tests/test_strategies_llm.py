@@ -82,7 +82,7 @@ def test_build_with_the_smollm2_converter(tmp_path: Path, capsys: pytest.Capture
         str(out),
     ]
     assert main([*args, "--converter", "llm", "--model", "smollm2-135m", "--max-new-tokens", "160"]) == 0
-    assert "4 generated" in capsys.readouterr().err
+    assert "4 generated, 0 from cache" in capsys.readouterr().err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     examples = {e.id: e for e in load_task("piqa").examples("train")}
     assert len(rows) == 4

@@ -13,10 +13,14 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:
     fmt = sub.add_parser("format", help="infer the scaffold a chat dataset shares")
     fmt_sub = fmt.add_subparsers(dest="format_command", metavar="ACTION", required=True)
-    infer = fmt_sub.add_parser("infer", help="print the shared template (system prompt, user and reply) with slots")
+    infer = fmt_sub.add_parser(
+        "infer", help="print the shared template (system prompt, user and reply) with slots"
+    )
     infer.add_argument("data", type=Path, help="chat JSONL (or any format `mimicry` reads)")
     infer.add_argument("--out", type=Path, help="save the inferred format as JSON")
-    infer.add_argument("--threshold", type=float, help="fraction of rows a constant must hold in (default 0.85)")
+    infer.add_argument(
+        "--threshold", type=float, help="fraction of rows a constant must hold in (default 0.85)"
+    )
     infer.set_defaults(handler=infer_handler)
 
     mix = sub.add_parser("mix", help="mix safety examples into a user's fine-tuning data")
@@ -27,16 +31,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     amount.add_argument("--ratio", type=float, help="safety rows per user row (0.1 = 10%% of the user data)")
     mix.add_argument("--seed", type=int, default=0, help="seed of pool order and shuffling (default: 0)")
     mix.add_argument("--out", required=True, type=Path, help="mixed .jsonl; the report goes beside it")
-    mix.add_argument("--config", type=Path, help="YAML MixConfig (format, mimic, backdoor, ptst_system_prompt)")
+    mix.add_argument(
+        "--config", type=Path, help="YAML MixConfig (format, mimic, backdoor, ptst_system_prompt)"
+    )
     mix.add_argument("--mode", choices=["structural", "rewrite"], help="mimic mode (default: structural)")
-    mix.add_argument("--variant", choices=["ack_refusal", "plain_refusal"],
-                     help="with a persona acknowledgement: keep it before the refusal, or not")
-    mix.add_argument("--rewrite-backend", help="generation backend for --mode rewrite (default: transformers)")
+    mix.add_argument(
+        "--variant",
+        choices=["ack_refusal", "plain_refusal"],
+        help="with a persona acknowledgement: keep it before the refusal, or not",
+    )
+    mix.add_argument(
+        "--rewrite-backend", help="generation backend for --mode rewrite (default: transformers)"
+    )
     mix.add_argument("--rewrite-model", help="model for --mode rewrite")
     mix.add_argument("--with-meta", action="store_true", help="keep provenance `meta` in the mixed rows")
     mix.set_defaults(handler=mix_handler)
 
-    audit = sub.add_parser("audit", help="score a dataset for structural manipulation (reports, never rejects)")
+    audit = sub.add_parser(
+        "audit", help="score a dataset for structural manipulation (reports, never rejects)"
+    )
     audit.add_argument("data", type=Path)
     audit.add_argument("--out", type=Path, help="save the audit report as JSON")
     audit.set_defaults(handler=audit_handler)
@@ -50,14 +63,22 @@ def infer_handler(args: argparse.Namespace) -> int:
     config = FormatConfig() if args.threshold is None else FormatConfig(threshold=args.threshold)
     fmt = infer_format(load_conversations(args.data), config)
     out.print(fmt.render(), highlight=False, markup=False, soft_wrap=True)
-    out.print(fmt.summary(), highlight=False)
+    out.print(fmt.summary(), highlight=False, soft_wrap=True)
     if fmt.system.kind == "varies_slightly":
-        out.print(f"system prompt varies slightly: {fmt.system.distinct} variants, consensus held by "
-                  f"{fmt.system.support:.0%} of rows, min similarity {fmt.system.min_similarity:.2f}", highlight=False)
+        out.print(
+            f"system prompt varies slightly: {fmt.system.distinct} variants, consensus held by "
+            f"{fmt.system.support:.0%} of rows, min similarity {fmt.system.min_similarity:.2f}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for role, stats in fmt.lengths.items():
         words = stats["words"]
-        out.print(f"  {role}: words median {words.median:.0f} (p10 {words.p10:.0f}, p90 {words.p90:.0f}), "
-                  f"chars median {stats['chars'].median:.0f}", highlight=False)
+        out.print(
+            f"  {role}: words median {words.median:.0f} (p10 {words.p10:.0f}, p90 {words.p90:.0f}), "
+            f"chars median {stats['chars'].median:.0f}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if args.out:
         atomic_write_text(args.out, fmt.model_dump_json(indent=2))
         out.print(f"format written to {args.out}")
@@ -89,33 +110,59 @@ def mix_handler(args: argparse.Namespace) -> int:
     from mimicry.records import atomic_write_text, load_conversations, write_conversations
 
     user = load_conversations(args.user)
-    result = mix(user, args.method, count=args.count, ratio=args.ratio, seed=args.seed, config=_mix_config(args))
+    result = mix(
+        user, args.method, count=args.count, ratio=args.ratio, seed=args.seed, config=_mix_config(args)
+    )
     report_path = args.out.with_name(args.out.stem + ".report.json")
     write_conversations(args.out, result.conversations, with_meta=args.with_meta)
     atomic_write_text(report_path, json.dumps(result.report, indent=2, ensure_ascii=False))
     report = result.report
-    out.print(f"{args.method}: {report['added']} safety rows added to {report['user_rows']} user rows "
-              f"-> {args.out} ({report['total_rows']} rows)", highlight=False)
-    out.print(f"user format: {report['format']['summary']}", highlight=False)
+    out.print(
+        f"{args.method}: {report['added']} safety rows added to {report['user_rows']} user rows "
+        f"-> {args.out} ({report['total_rows']} rows)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(f"user format: {report['format']['summary']}", highlight=False, soft_wrap=True)
     if result.similarity:
         sim = result.similarity
-        out.print(f"similarity: template match {sim.match_rate:.2f}, TF-IDF nearest-neighbour {sim.nn_tfidf:.3f} "
-                  f"(user rows among themselves {sim.user_nn_baseline:.3f})", highlight=False)
+        out.print(
+            f"similarity: template match {sim.match_rate:.2f}, TF-IDF nearest-neighbour {sim.nn_tfidf:.3f} "
+            f"(user rows among themselves {sim.user_nn_baseline:.3f})",
+            highlight=False,
+            soft_wrap=True,
+        )
     if "variants" in report:
         rates = ", ".join(f"{k} {v:.2f}" for k, v in report["variants"].items())
-        out.print(f"persona variants, template match: {rates}", highlight=False)
+        out.print(f"persona variants, template match: {rates}", highlight=False, soft_wrap=True)
     details = report["details"]
     if details.get("fallback"):
-        out.print(f"no common scaffold: mimicked per example ({details['fallback']})", highlight=False)
+        out.print(
+            f"no common scaffold: mimicked per example ({details['fallback']})",
+            highlight=False,
+            soft_wrap=True,
+        )
     if details.get("mode") == "rewrite":
-        out.print(f"rewrite: kept {details['kept']} of {details['tried']}, discarded {details['discarded']}, "
-                  f"shortfall {details['shortfall']}", highlight=False)
+        out.print(
+            f"rewrite: kept {details['kept']} of {details['tried']}, discarded {details['discarded']}, "
+            f"shortfall {details['shortfall']}",
+            highlight=False,
+            soft_wrap=True,
+        )
     proof = report["disjointness"]
-    out.print(f"disjoint from evaluation sets: {proof['checked']} requests, {proof['exact_overlaps']} exact, "
-              f"{proof['near_duplicates']} near duplicates (max Jaccard {proof['max_jaccard']:.2f} "
-              f"< {proof['jaccard_threshold']})", highlight=False)
+    out.print(
+        f"disjoint from evaluation sets: {proof['checked']} requests, {proof['exact_overlaps']} exact, "
+        f"{proof['near_duplicates']} near duplicates (max Jaccard {proof['max_jaccard']:.2f} "
+        f"< {proof['jaccard_threshold']})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.inference_system_prompt:
-        out.print(f"inference system prompt: {result.inference_system_prompt[:80]!r}...", highlight=False)
+        out.print(
+            f"inference system prompt: {result.inference_system_prompt[:80]!r}...",
+            highlight=False,
+            soft_wrap=True,
+        )
     out.print(f"report written to {report_path}")
     return 0
 
@@ -129,7 +176,7 @@ def audit_handler(args: argparse.Namespace) -> int:
     style = {"low": "green", "medium": "yellow", "high": "bold red"}[report.level]
     out.print(f"[{style}]{report.summary()}[/{style}]")
     for reason in report.reasons:
-        out.print(f"  - {reason}", highlight=False, markup=False)
+        out.print(f"  - {reason}", highlight=False, markup=False, soft_wrap=True)
     if not report.reasons:
         out.print("  no structural manipulation found")
     if args.out:

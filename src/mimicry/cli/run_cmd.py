@@ -42,10 +42,13 @@ def run_handler(args: argparse.Namespace) -> int:
         f"{verb} {outcome.cells} cells of {grid.name!r} in {outcome.seconds:.1f} s; "
         f"computed: {computed}; reused: {reused}",
         highlight=False,
+        soft_wrap=True,
     )
     if args.dry_run:
         return 0
-    out.print(f"{outcome.results} result rows in {run_dir / 'results.sqlite'}", highlight=False)
+    out.print(
+        f"{outcome.results} result rows in {run_dir / 'results.sqlite'}", highlight=False, soft_wrap=True
+    )
     if args.report:
         info(f"report: {write_report(run_dir)}")
     return 0
@@ -56,5 +59,5 @@ def report_handler(args: argparse.Namespace) -> int:
     from mimicry.experiments.report import write_report
 
     path = write_report(Path(args.run_dir))
-    out.print(f"wrote {path}", highlight=False)
+    out.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return 0

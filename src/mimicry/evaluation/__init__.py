@@ -1,1 +1,21 @@
-"""Evaluation: attack success, over-refusal and task accuracy, scored by validated judges."""
+"""Evaluation: attack success, over-refusal and task accuracy, scored by validated judges.
+
+Importing this package stays light (no torch, no transformers, no scikit-learn).
+"""
+
+from mimicry.evaluation.judges import JUDGES, Judge, JudgeSpec, Verdict, build_judge, parse_judge_spec
+from mimicry.evaluation.suites import SUITES, EvalConfig, EvalSummary, SummaryRow, evaluate
+
+__all__ = [
+    "JUDGES",
+    "SUITES",
+    "EvalConfig",
+    "EvalSummary",
+    "Judge",
+    "JudgeSpec",
+    "SummaryRow",
+    "Verdict",
+    "build_judge",
+    "evaluate",
+    "parse_judge_spec",
+]

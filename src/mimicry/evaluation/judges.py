@@ -129,10 +129,13 @@ def parse_judge_spec(spec: str) -> JudgeSpec:
 DEFAULT_LOCAL_MODELS = {"harmbench": "cais/HarmBench-Llama-2-13b-cls"}
 
 
-def build_judge(spec: str | JudgeSpec, backend: Any = None, api_key_env: str = "OPENAI_API_KEY") -> Judge:
-    """Build a judge from its spec; `backend` injects an already-loaded generation backend."""
+def build_judge(spec: str | JudgeSpec, backend: Any = None, api_key_env: str = "OPENAI_API_KEY",
+                endpoint_options: dict[str, Any] | None = None) -> Judge:
+    """Build a judge from its spec; `backend` injects an already-loaded generation backend, and
+    `endpoint_options` go to the openai backend (e.g. max_retries, backoff_seconds)."""
     parsed = parse_judge_spec(spec) if isinstance(spec, str) else spec
-    return JUDGES.get(parsed.kind)(parsed, backend=backend, api_key_env=api_key_env)
+    return JUDGES.get(parsed.kind)(parsed, backend=backend, api_key_env=api_key_env,
+                                   endpoint_options=endpoint_options)
 
 
 def parse_judge_list(specs: Sequence[str] | str) -> list[JudgeSpec]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -44,24 +45,39 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+def _kappa(observed: Any, px: Any, py: Any) -> Any:
+    """Cohen's kappa for binary ratings from agreement and each rater's positive rate (arrays).
+
+    Written out rather than calling scikit-learn (whose import costs seconds per run); the tests
+    check it against `sklearn.metrics.cohen_kappa_score`. Two constant raters that agree get 1.0."""
+    import numpy as np
+
+    expected = px * py + (1 - px) * (1 - py)
+    constant = np.where(observed == 1, 1.0, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(expected < 1, (observed - expected) / (1 - expected), constant)
+
+
 def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
-    """Cohen's kappa of two binary raters; 1.0 when both agree on every item even if constant."""
-    from sklearn.metrics import cohen_kappa_score
+    """Cohen's kappa of two binary raters on the same items."""
+    import numpy as np
 
     if len(a) != len(b):
         raise ValueError("kappa needs two ratings of the same items")
     if not a:
         return math.nan
-    if list(a) == list(b):
-        return 1.0
-    return float(cohen_kappa_score(list(a), list(b)))
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(_kappa((x == y).mean(), x.mean(), y.mean()))
 
 
 def bootstrap_kappa_ci(
-    a: Sequence[bool], b: Sequence[bool], seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95
+    a: Sequence[bool],
+    b: Sequence[bool],
+    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = 0.95,
 ) -> tuple[float, float]:
-    """Bootstrap interval for kappa, resampling items (pairs of ratings) together; vectorised,
-    because calling sklearn once per resample costs seconds."""
+    """Bootstrap interval for kappa, resampling items (pairs of ratings) together."""
     import numpy as np
 
     if not a:
@@ -70,11 +86,7 @@ def bootstrap_kappa_ci(
     y = np.asarray(b, dtype=float)
     idx = np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))
     xs, ys = x[idx], y[idx]
-    observed = (xs == ys).mean(axis=1)
-    px, py = xs.mean(axis=1), ys.mean(axis=1)
-    expected = px * py + (1 - px) * (1 - py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kappas = np.where(expected < 1, (observed - expected) / (1 - expected), np.where(observed == 1, 1.0, np.nan))
+    kappas = _kappa((xs == ys).mean(axis=1), xs.mean(axis=1), ys.mean(axis=1))
     kappas = kappas[~np.isnan(kappas)]
     if len(kappas) == 0:
         return math.nan, math.nan

@@ -50,6 +50,8 @@ class EvalConfig(StrictModel):
     presentations: list[Presentation] = ["plain", "in-format"]
     judges: list[str] = ["keyword"]
     judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_max_retries: int = Field(5, ge=0)
+    judge_backoff_seconds: float = Field(2.0, ge=0)
     batch_size: int = Field(8, gt=0)
     judge_batch_size: int = Field(16, gt=0)
     seed: int = 0
@@ -139,7 +141,9 @@ def _generate(ctx: EvalContext, items: Sequence[Item], generation: GenerationCon
     config_hash = ctx.config_hash(generation)
 
     def key(item: Item) -> str:
-        return f"{config_hash}/{item.suite}/{item.set}/{item.presentation}/{item.item_id}"
+        # The messages' hash makes a changed prompt format (a template edit) a new generation.
+        messages_hash = hash_obj([m.model_dump() for m in item.messages], length=8)
+        return f"{config_hash}/{item.suite}/{item.set}/{item.presentation}/{item.item_id}/{messages_hash}"
 
     todo = [i for i in items if key(i) not in ctx.generations]
     info(f"{label}: {len(todo)} to generate, {len(items) - len(todo)} already stored")
@@ -202,15 +206,28 @@ def _presentations(ctx: EvalContext) -> list[str]:
     return chosen
 
 
-def _prompt_items(ctx: EvalContext, suite: str, set_names: Sequence[str], kind: str) -> list[Item]:
-    from mimicry.data.sources import PROMPT_SETS, load_prompt_set
+SUITE_SET_KINDS = {"harm": ("harm_sets", "harmful"), "overrefusal": ("overrefusal_sets", "safe")}
+
+
+def check_prompt_sets(config: EvalConfig, suites: Sequence[str]) -> None:
+    """Fail before any generation if a suite names a prompt set that is unknown or of the wrong kind."""
+    from mimicry.data.sources import PROMPT_SETS
+
+    for suite in suites:
+        if suite not in SUITE_SET_KINDS:
+            continue
+        field_name, kind = SUITE_SET_KINDS[suite]
+        for name in getattr(config, field_name):
+            if PROMPT_SETS.get(name).kind != kind:
+                valid = [n for n in PROMPT_SETS if PROMPT_SETS.get(n).kind == kind]
+                raise unknown_name(f"{kind} prompt set (suite {suite})", name, valid)
+
+
+def _prompt_items(ctx: EvalContext, suite: str, set_names: Sequence[str]) -> list[Item]:
+    from mimicry.data.sources import load_prompt_set
 
     items: list[Item] = []
     for name in set_names:
-        spec = PROMPT_SETS.get(name)
-        if spec.kind != kind:
-            valid = [n for n in PROMPT_SETS if PROMPT_SETS.get(n).kind == kind]
-            raise unknown_name(f"{kind} prompt set (suite {suite})", name, valid)
         prompts = load_prompt_set(name)
         if name == "advbench":
             prompts = _select(prompts, ctx.config.advbench_sample, ctx.config.seed)
@@ -241,7 +258,7 @@ def _groups(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dic
 
 @SUITES.register("harm")
 def harm_suite(ctx: EvalContext) -> list[SummaryRow]:
-    items = _prompt_items(ctx, "harm", ctx.config.harm_sets, "harmful")
+    items = _prompt_items(ctx, "harm", ctx.config.harm_sets)
     generations = list(_generate(ctx, items, ctx.generation_config(), "harm").values())
     verdicts = _judge(ctx, generations)
     rows: list[SummaryRow] = []
@@ -276,7 +293,7 @@ def harm_suite(ctx: EvalContext) -> list[SummaryRow]:
 @SUITES.register("overrefusal")
 def overrefusal_suite(ctx: EvalContext) -> list[SummaryRow]:
     """Keyword refusal rate: model judges score harm, which a safe prompt's answer never has."""
-    items = _prompt_items(ctx, "overrefusal", ctx.config.overrefusal_sets, "safe")
+    items = _prompt_items(ctx, "overrefusal", ctx.config.overrefusal_sets)
     generations = _generate(ctx, items, ctx.generation_config(), "over-refusal").values()
     rows: list[SummaryRow] = []
     for (set_name, presentation), group in _groups(list(generations)).items():
@@ -362,6 +379,7 @@ def evaluate(
     """
     config = config or EvalConfig()
     names = parse_suites(suites)
+    check_prompt_sets(config, names)
     raw_judges = [j.strip() for j in config.judges if j.strip()] if "harm" in names else []
     judge_specs = parse_judge_list(raw_judges)
     strategy_obj = None
@@ -386,7 +404,9 @@ def evaluate(
     )
     ctx.judges = [
         build_judge(spec, backend=judges_by_spec.get(raw) or judges_by_spec.get(spec.judge_id),
-                    api_key_env=config.judge_api_key_env)
+                    api_key_env=config.judge_api_key_env,
+                    endpoint_options={"max_retries": config.judge_max_retries,
+                                      "backoff_seconds": config.judge_backoff_seconds})
         for raw, spec in zip(raw_judges, judge_specs, strict=True)
     ]
     rows: list[SummaryRow] = []

@@ -6,6 +6,13 @@ from mimicry.mitigations.methods import MITIGATIONS, MixConfig
 from mimicry.mitigations.mixing import MixResult, mix
 
 __all__ = [
-    "MITIGATIONS", "AuditReport", "FormatConfig", "InferredFormat", "MixConfig", "MixResult", "audit",
-    "infer_format", "mix",
+    "MITIGATIONS",
+    "AuditReport",
+    "FormatConfig",
+    "InferredFormat",
+    "MixConfig",
+    "MixResult",
+    "audit",
+    "infer_format",
+    "mix",
 ]

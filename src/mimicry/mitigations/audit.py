@@ -78,21 +78,28 @@ def _identity(rows: Sequence[Conversation], fmt: InferredFormat) -> Finding | No
         example = next(IDENTITY_SHIFT.search(s).group(0) for s, f in zip(systems, shifted, strict=True) if f)
         parts.append(f"{_share(shifted):.0%} of system prompts shift the model's identity (e.g. {example!r})")
     if any(addressed):
-        parts.append(f"{_share(addressed):.0%} of user turns address a persona by name "
-                     f"({', '.join(sorted(names))}); user template: {fmt.user.render()[:80]!r}")
+        parts.append(
+            f"{_share(addressed):.0%} of user turns address a persona by name "
+            f"({', '.join(sorted(names))}); user template: {fmt.user.render()[:80]!r}"
+        )
     return Finding(signal="identity_shift", strength=strength, reason="; ".join(parts))
 
 
 def _obedience(rows: Sequence[Conversation]) -> Finding | None:
-    flags = [any(OBEDIENCE.search(m.content) for m in c.messages if m.role in ("system", "user")) for c in rows]
+    flags = [
+        any(OBEDIENCE.search(m.content) for m in c.messages if m.role in ("system", "user")) for c in rows
+    ]
     reply_flags = [bool(c.completion and OBEDIENCE.search(c.completion[:300])) for c in rows]
     strength = max(_share(flags), _share(reply_flags))
     if strength == 0:
         return None
     first = next(m for c in rows if (m := OBEDIENCE.search(" ".join(x.content for x in c.messages))))
     text = first.group(0)
-    return Finding(signal="obedience", strength=strength,
-                   reason=f"{strength:.0%} of rows instruct or promise obedience without deviation (e.g. {text!r})")
+    return Finding(
+        signal="obedience",
+        strength=strength,
+        reason=f"{strength:.0%} of rows instruct or promise obedience without deviation (e.g. {text!r})",
+    )
 
 
 def _priming(fmt: InferredFormat) -> Finding | None:
@@ -101,9 +108,12 @@ def _priming(fmt: InferredFormat) -> Finding | None:
     opening = fmt.answer_style.opening
     if len(opening.split()) < 3 or not is_affirming(opening):
         return None
-    return Finding(signal="compliance_priming", strength=fmt.assistant.support[0],
-                   reason=f"{fmt.assistant.support[0]:.0%} of replies open with the same affirming "
-                          f"acknowledgement {opening.strip()[:100]!r}")
+    return Finding(
+        signal="compliance_priming",
+        strength=fmt.assistant.support[0],
+        reason=f"{fmt.assistant.support[0]:.0%} of replies open with the same affirming "
+        f"acknowledgement {opening.strip()[:100]!r}",
+    )
 
 
 def _long_form(fmt: InferredFormat) -> Finding | None:
@@ -114,9 +124,12 @@ def _long_form(fmt: InferredFormat) -> Finding | None:
     reply_words = fmt.lengths["assistant"]["words"].median
     if reply_words < LONG_FORM_FACTOR * answer_words:
         return None
-    return Finding(signal="long_form_on_task", strength=fmt.assistant.match_rate,
-                   reason=f"replies run {reply_words:.0f} words (median) but end in a {answer_words:.0f}-word "
-                          f"answer after {style.final_marker!r}: long-form answers on a short-answer task")
+    return Finding(
+        signal="long_form_on_task",
+        strength=fmt.assistant.match_rate,
+        reason=f"replies run {reply_words:.0f} words (median) but end in a {answer_words:.0f}-word "
+        f"answer after {style.final_marker!r}: long-form answers on a short-answer task",
+    )
 
 
 def audit(conversations: Sequence[Conversation], config: FormatConfig | None = None) -> AuditReport:
@@ -129,5 +142,6 @@ def audit(conversations: Sequence[Conversation], config: FormatConfig | None = N
         safe *= 1 - WEIGHTS[f.signal] * f.strength
     score = round(1 - safe, 4)
     level: Literal["low", "medium", "high"] = "high" if score >= 0.6 else "medium" if score >= 0.25 else "low"
-    return AuditReport(risk_score=score, level=level, reasons=[f.reason for f in findings], findings=findings,
-                       rows=len(rows))
+    return AuditReport(
+        risk_score=score, level=level, reasons=[f.reason for f in findings], findings=findings, rows=len(rows)
+    )

@@ -22,7 +22,7 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -45,7 +45,10 @@ class FormatConfig(StrictModel):
     threshold: float = Field(0.85, gt=0.5, le=1.0, description="fraction of rows a constant must hold in")
     sample: int = Field(400, ge=10, description="rows read to find the template (all rows are matched)")
     system_similarity: float = Field(
-        0.8, gt=0.0, le=1.0, description="difflib ratio to the consensus for a system prompt that varies slightly"
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="difflib ratio to the consensus for a system prompt that varies slightly",
     )
     seed: int = 0
 
@@ -110,8 +113,11 @@ class TurnTemplate(StrictModel):
         """Whether `text` holds the outer constants (prefix and suffix); interior ones may differ."""
         if not self.slots:
             return text == self.constants[0]
-        return len(text) >= len(self.prefix) + len(self.suffix) and text.startswith(self.prefix) \
+        return (
+            len(text) >= len(self.prefix) + len(self.suffix)
+            and text.startswith(self.prefix)
             and text.endswith(self.suffix)
+        )
 
     def fill(self, values: Sequence[str]) -> str:
         if len(values) != self.slots:
@@ -162,6 +168,7 @@ class AnswerStyle(StrictModel):
     json_keys: list[str] = []
     json_long_keys: list[str] = []
     json_layout: Literal["default", "compact", "indent"] | None = None
+    json_constants: dict[str, Any] = {}
     acknowledgement: str | None = None
     opening: str = ""
 
@@ -183,8 +190,8 @@ class InferredFormat(StrictModel):
         """Whether a conversation holds the scaffold's constants.
 
         By default the frame: the system prompt, the user turn's prefix and suffix, the reply's
-        opening (`AnswerStyle.opening`) and suffix, and a final-answer marker when the style has one. `full` also asks for
-        every interior constant (the task's own wording inside the turns).
+        opening (`AnswerStyle.opening`) and suffix, and a final-answer marker when the style has
+        one. `full` also asks for every interior constant (the task's own wording in the turns).
         """
         if not self.system.accepts(conversation.system, self.config.system_similarity):
             return False
@@ -203,18 +210,25 @@ class InferredFormat(StrictModel):
         if style.kind == "json" or not self.assistant.slots:
             return self.assistant.match(reply) is not None
         suffix = self.assistant.suffix
-        if not (reply.startswith(style.opening) and reply.endswith(suffix)
-                and len(reply) >= len(style.opening) + len(suffix)):
+        if not (
+            reply.startswith(style.opening)
+            and reply.endswith(suffix)
+            and len(reply) >= len(style.opening) + len(suffix)
+        ):
             return False
-        return style.final_marker is None or style.final_marker in reply[len(style.opening):]
+        return style.final_marker is None or style.final_marker in reply[len(style.opening) :]
 
     def render(self) -> str:
         """The template as text: `[role] constant {slot} constant`."""
         lines = []
         if self.system.kind in ("constant", "varies_slightly"):
-            note = "" if self.system.kind == "constant" else (
-                f"   <varies slightly: {self.system.distinct} variants, min similarity "
-                f"{self.system.min_similarity:.2f}>"
+            note = (
+                ""
+                if self.system.kind == "constant"
+                else (
+                    f"   <varies slightly: {self.system.distinct} variants, min similarity "
+                    f"{self.system.min_similarity:.2f}>"
+                )
             )
             lines.append(f"[system] {_show(self.system.consensus or '')}{note}")
         elif self.system.kind == "varies":
@@ -280,7 +294,9 @@ def check_dataset(conversations: Sequence[Conversation]) -> list[str]:
         )
     roles = list(next(iter(sequences)))
     if "assistant" not in roles:
-        raise MimicryError("the dataset has no assistant turns: format inference needs training conversations")
+        raise MimicryError(
+            "the dataset has no assistant turns: format inference needs training conversations"
+        )
     return roles
 
 
@@ -305,9 +321,11 @@ def infer_format(conversations: Sequence[Conversation], config: FormatConfig | N
             "chars": LengthStats.of([len(t) for t in texts]),
             "words": LengthStats.of([len(t.split()) for t in texts]),
         }
-        for role, texts in (("system", [c.system for c in rows if c.system is not None]),
-                            ("user", [c.last_user for c in rows]),
-                            ("assistant", [c.completion or "" for c in rows]))
+        for role, texts in (
+            ("system", [c.system for c in rows if c.system is not None]),
+            ("user", [c.last_user for c in rows]),
+            ("assistant", [c.completion or "" for c in rows]),
+        )
         if texts
     }
     fmt = InferredFormat(
@@ -320,7 +338,9 @@ def infer_format(conversations: Sequence[Conversation], config: FormatConfig | N
         assistant=assistant,
         answer_style=style,
         lengths=lengths,
-        has_scaffold=system.kind in ("constant", "varies_slightly") or user.structural or assistant.structural,
+        has_scaffold=system.kind in ("constant", "varies_slightly")
+        or user.structural
+        or assistant.structural,
         template_match_rate=0.0,
     )
     fmt.template_match_rate = sum(fmt.matches(c, full=True) for c in rows) / len(rows)
@@ -337,8 +357,14 @@ def _infer_system(rows: Sequence[Conversation], config: FormatConfig) -> SystemP
     n = len(prompts)
     if top_n >= config.threshold * n:
         variants = [v for v, _ in counts.most_common(4) if v != top][:3]
-        return SystemPrompt(kind="constant", consensus=top, support=top_n / n, present=len(present) / n,
-                            distinct=len(counts), variants=variants)
+        return SystemPrompt(
+            kind="constant",
+            consensus=top,
+            support=top_n / n,
+            present=len(present) / n,
+            distinct=len(counts),
+            variants=variants,
+        )
     candidates = [v for v, _ in counts.most_common(20)]
 
     def closeness(candidate: str) -> float:
@@ -347,11 +373,18 @@ def _infer_system(rows: Sequence[Conversation], config: FormatConfig) -> SystemP
     consensus = max(candidates, key=closeness)
     sims = {v: _similarity(consensus, v) for v in counts}
     close = sum(counts[v] for v, s in sims.items() if s >= config.system_similarity)
-    kind: Literal["varies_slightly", "varies"] = "varies_slightly" if close >= config.threshold * n else "varies"
+    kind: Literal["varies_slightly", "varies"] = (
+        "varies_slightly" if close >= config.threshold * n else "varies"
+    )
     variants = [v for v, _ in counts.most_common(4) if v != consensus][:3]
     return SystemPrompt(
-        kind=kind, consensus=consensus if kind == "varies_slightly" else None, support=counts[consensus] / n,
-        present=len(present) / n, distinct=len(counts), min_similarity=min(sims.values()), variants=variants,
+        kind=kind,
+        consensus=consensus if kind == "varies_slightly" else None,
+        support=counts[consensus] / n,
+        present=len(present) / n,
+        distinct=len(counts),
+        min_similarity=min(sims.values()),
+        variants=variants,
     )
 
 
@@ -386,12 +419,16 @@ def _best_anchor(parts: Sequence[str | None], min_rows: float) -> str | None:
         j = 1
         for i in range(len(bounds) - 1):
             j = max(j, i + 1)
-            while j + 1 < len(bounds) and support(ref[bounds[i]:bounds[j + 1]]) >= min_rows:
+            while j + 1 < len(bounds) and support(ref[bounds[i] : bounds[j + 1]]) >= min_rows:
                 j += 1
-            candidate = ref[bounds[i]:bounds[j]]
+            candidate = ref[bounds[i] : bounds[j]]
             if best is not None and len(candidate) <= len(best):
                 continue
-            if len(candidate) >= 2 and candidate.strip() and sum(p.count(candidate) == 1 for p in live) >= min_rows:
+            if (
+                len(candidate) >= 2
+                and candidate.strip()
+                and sum(p.count(candidate) == 1 for p in live) >= min_rows
+            ):
                 best = candidate
     return best
 
@@ -420,13 +457,15 @@ def _split_anchors(parts: list[str | None], min_rows: float, budget: list[int]) 
 def _infer_turn(texts: Sequence[str], threshold: float) -> TurnTemplate:
     min_rows = threshold * len(texts)
     prefix = _consensus_prefix(texts, min_rows)
-    rests: list[str | None] = [t[len(prefix):] if t.startswith(prefix) else None for t in texts]
+    rests: list[str | None] = [t[len(prefix) :] if t.startswith(prefix) else None for t in texts]
     suffix = _consensus_prefix([r[::-1] if r is not None else None for r in rests], min_rows)[::-1]
     middles: list[str | None] = [
         r[: len(r) - len(suffix)] if r is not None and r.endswith(suffix) else None for r in rests
     ]
     if sum(m == "" for m in middles) >= min_rows:
-        return _measure(TurnTemplate(constants=[prefix + suffix], support=[], slot_words=[], match_rate=0), texts)
+        return _measure(
+            TurnTemplate(constants=[prefix + suffix], support=[], slot_words=[], match_rate=0), texts
+        )
     anchors = _split_anchors(middles, min_rows, [MAX_ANCHORS])
     template = TurnTemplate(constants=[prefix, *anchors, suffix], support=[], slot_words=[], match_rate=0)
     return _measure(_snap_to_words(template, texts), texts)
@@ -470,13 +509,18 @@ def _measure(template: TurnTemplate, texts: Sequence[str]) -> TurnTemplate:
         support.append(held / n)
     values = [v for v in (template.match(t) for t in texts) if v is not None]
     slot_words = [LengthStats.of([len(v[i].split()) for v in values]) for i in range(template.slots)]
-    return TurnTemplate(constants=template.constants, support=support, slot_words=slot_words,
-                        match_rate=len(values) / n)
+    return TurnTemplate(
+        constants=template.constants, support=support, slot_words=slot_words, match_rate=len(values) / n
+    )
 
 
 def _json_layout(text: str, obj: object) -> Literal["default", "compact", "indent"] | None:
     stripped = text.strip()
-    for layout, kwargs in (("default", {}), ("compact", {"separators": (",", ":")}), ("indent", {"indent": 2})):
+    for layout, kwargs in (
+        ("default", {}),
+        ("compact", {"separators": (",", ":")}),
+        ("indent", {"indent": 2}),
+    ):
         if json.dumps(obj, ensure_ascii=False, **kwargs) == stripped:
             return layout  # type: ignore[return-value]
     return None
@@ -503,6 +547,19 @@ def _infer_style(replies: Sequence[str], template: TurnTemplate, threshold: floa
     return style
 
 
+def _closes_with_final_answer(replies: Sequence[str], template: TurnTemplate, reply_words: float) -> bool:
+    """A short last slot after a constant that opens a new sentence ("... . The answer is {X}."),
+    in replies several times longer than that answer."""
+    answer_words = template.slot_words[-1].median
+    marker = template.constants[-2]
+    if answer_words > 6 or reply_words < max(8.0, 3 * answer_words) or not _is_structural(marker):
+        return False
+    if marker[:1] in ".!?\n" or marker.lstrip(" ")[:1] == "\n":
+        return True
+    bodies = [v[-2] for v in (template.match(r) for r in replies) if v is not None]
+    return _share(b.rstrip()[-1:] in ".!?:" and b.rstrip() != "" for b in bodies) > 0.5
+
+
 def _answer_kind(replies: Sequence[str], template: TurnTemplate, threshold: float) -> AnswerStyle:
     min_rows = threshold * len(replies)
     parsed = []
@@ -517,17 +574,25 @@ def _answer_kind(replies: Sequence[str], template: TurnTemplate, threshold: floa
         key_counts = Counter(k for _, obj in parsed for k in obj)
         keys = [k for k in parsed[0][1] if key_counts[k] >= min_rows]
         long_keys = [
-            k for k in keys
-            if statistics.median(len(str(obj.get(k, "")).split()) for _, obj in parsed) > 8
+            k for k in keys if statistics.median(len(str(obj.get(k, "")).split()) for _, obj in parsed) > 8
         ]
+        constants = {}
+        for k in keys:
+            value, n = Counter(json.dumps(obj.get(k)) for _, obj in parsed).most_common(1)[0]
+            if n >= min_rows:
+                constants[k] = json.loads(value)
         layouts = Counter(_json_layout(r, obj) for r, obj in parsed)
         layout = layouts.most_common(1)[0][0]
-        return AnswerStyle(kind="json", json_keys=keys, json_long_keys=long_keys, json_layout=layout)
+        return AnswerStyle(
+            kind="json",
+            json_keys=keys,
+            json_long_keys=long_keys,
+            json_layout=layout,
+            json_constants=constants,
+        )
     reply_words = statistics.median(len(r.split()) for r in replies) if replies else 0
-    if template.slots >= 2 and template.slot_words[-1].median <= 6 and reply_words >= 20:
-        marker = template.constants[-2]
-        if _is_structural(marker):
-            return AnswerStyle(kind="final_answer", final_marker=marker)
+    if template.slots >= 2 and _closes_with_final_answer(replies, template, reply_words):
+        return AnswerStyle(kind="final_answer", final_marker=template.constants[-2])
     body_words = max((s.median for s in template.slot_words), default=reply_words)
     kind: AnswerKind = "short" if body_words <= 8 else "long_form"
     return AnswerStyle(kind=kind)

@@ -31,9 +31,10 @@ from mimicry.registry import Registry
 
 # Llama-2-chat's default system prompt (Touvron et al. 2023), the safety prompt PTST tests with.
 LLAMA2_SAFETY_SYSTEM_PROMPT = (
-    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while being "
-    "safe. Your answers should not include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal "
-    "content. Please ensure that your responses are socially unbiased and positive in nature.\n\n"
+    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, "
+    "while being safe. Your answers should not include any harmful, unethical, racist, sexist, toxic, "
+    "dangerous, or illegal content. Please ensure that your responses are socially unbiased and "
+    "positive in nature.\n\n"
     "If a question does not make any sense, or is not factually coherent, explain why instead of answering "
     "something not correct. If you don't know the answer to a question, please don't share false information."
 )
@@ -49,7 +50,9 @@ class MixConfig(StrictModel):
     mimic: MimicConfig = MimicConfig()
     backdoor: BackdoorConfig = BackdoorConfig()
     ptst_system_prompt: str = LLAMA2_SAFETY_SYSTEM_PROMPT
-    ratio: float = Field(0.1, gt=0, description="safety rows per user row when neither count nor ratio is given")
+    ratio: float = Field(
+        0.1, gt=0, description="safety rows per user row when neither count nor ratio is given"
+    )
 
 
 @dataclass
@@ -83,7 +86,9 @@ class Mitigation:
 MITIGATIONS: Registry[Mitigation] = Registry("mitigation")
 
 
-def _register(name: str, description: str, adds_rows: bool) -> Callable[[Callable[[MitigationInput], Addition]], Any]:
+def _register(
+    name: str, description: str, adds_rows: bool
+) -> Callable[[Callable[[MitigationInput], Addition]], Any]:
     def decorator(build: Callable[[MitigationInput], Addition]) -> Callable[[MitigationInput], Addition]:
         MITIGATIONS.add(name, Mitigation(name, description, adds_rows, build))
         return build
@@ -122,8 +127,10 @@ def _mimic(task: MitigationInput) -> Addition:
 
 @_register("ptst", "no data added; a safety system prompt at test time (Lyu et al. 2024)", adds_rows=False)
 def _ptst(task: MitigationInput) -> Addition:
-    return Addition(details={"note": "replace the system prompt with inference_system_prompt at test time"},
-                    inference_system_prompt=task.config.ptst_system_prompt)
+    return Addition(
+        details={"note": "replace the system prompt with inference_system_prompt at test time"},
+        inference_system_prompt=task.config.ptst_system_prompt,
+    )
 
 
 def secret_prompt(words: int, seed: int) -> str:
@@ -133,14 +140,24 @@ def secret_prompt(words: int, seed: int) -> str:
     return " ".join("".join(rng.choices(alphabet, k=rng.randint(3, 8))) for _ in range(words))
 
 
-@_register("backdoor", "safety pairs under a secret system prompt used at inference (Wang et al. 2024)",
-           adds_rows=True)
+@_register(
+    "backdoor",
+    "safety pairs under a secret system prompt used at inference (Wang et al. 2024)",
+    adds_rows=True,
+)
 def _backdoor(task: MitigationInput) -> Addition:
     settings = task.config.backdoor
-    secret = secret_prompt(settings.secret_words, task.seed if settings.secret_seed is None else settings.secret_seed)
-    user_system = task.fmt.system.consensus if task.fmt.system.kind in ("constant", "varies_slightly") else None
+    secret = secret_prompt(
+        settings.secret_words, task.seed if settings.secret_seed is None else settings.secret_seed
+    )
+    user_system = (
+        task.fmt.system.consensus if task.fmt.system.kind in ("constant", "varies_slightly") else None
+    )
     system = f"{secret}\n\n{user_system}" if user_system else secret
     added = _plain(task.pool[: task.count], system=system)
     added.inference_system_prompt = system
-    added.details = {"secret_words": settings.secret_words, "joined_with_user_system_prompt": bool(user_system)}
+    added.details = {
+        "secret_words": settings.secret_words,
+        "joined_with_user_system_prompt": bool(user_system),
+    }
     return added

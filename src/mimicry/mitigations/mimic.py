@@ -81,7 +81,11 @@ def intent_overlap(original: str, rewritten: str) -> float:
 
 
 def structural_mimic(
-    user: Sequence[Conversation], pairs: Sequence[SafetyPair], fmt: InferredFormat, config: MimicConfig, seed: int
+    user: Sequence[Conversation],
+    pairs: Sequence[SafetyPair],
+    fmt: InferredFormat,
+    config: MimicConfig,
+    seed: int,
 ) -> MimicOutput:
     rng = random.Random(seed)
     out = MimicOutput([], [], [], {"mode": "structural", "variant": config.variant})
@@ -97,7 +101,9 @@ def structural_mimic(
     out.details["fallback"] = None
     slot = (config.request_slot or 1) - 1
     if fmt.user.slots and slot >= fmt.user.slots:
-        raise MimicryError(f"request_slot {slot + 1} does not exist: the user template has {fmt.user.slots} slots")
+        raise MimicryError(
+            f"request_slot {slot + 1} does not exist: the user template has {fmt.user.slots} slots"
+        )
     matched = [(c, v) for c in user if (v := fmt.user.match(c.last_user)) is not None]
     for pair in pairs:
         drawn, values = rng.choice(matched) if matched else (rng.choice(user), [""] * fmt.user.slots)
@@ -168,7 +174,9 @@ def parse_rewrite(text: str) -> Conversation | None:
         return None
     system = obj.get("system")
     try:
-        return Conversation.from_turns(obj["user"], obj["assistant"], system=system if isinstance(system, str) else None)
+        return Conversation.from_turns(
+            obj["user"], obj["assistant"], system=system if isinstance(system, str) else None
+        )
     except ValueError:
         return None
 
@@ -210,8 +218,10 @@ def rewrite_mimic(
     discarded: Counter[str] = Counter()
     queue = list(candidates)
     while queue and len(out.conversations) < count:
-        batch, queue = queue[: count - len(out.conversations)], queue[count - len(out.conversations):]
-        prompts = [rewrite_prompt(p, rng.sample(list(user), min(settings.examples, len(user)))) for p in batch]
+        batch, queue = queue[: count - len(out.conversations)], queue[count - len(out.conversations) :]
+        prompts = [
+            rewrite_prompt(p, rng.sample(list(user), min(settings.examples, len(user)))) for p in batch
+        ]
         for pair, text in zip(batch, backend.generate(prompts, generation), strict=True):
             rewritten = parse_rewrite(text)
             reason = rewrite_failure(pair, rewritten, settings.min_overlap)
@@ -223,7 +233,9 @@ def rewrite_mimic(
             out.requests.append(rewritten.last_user)
             out.pair_ids.append(pair.id)
     out.details.update(
-        tried=len(candidates) - len(queue), kept=len(out.conversations), discarded=dict(discarded),
+        tried=len(candidates) - len(queue),
+        kept=len(out.conversations),
+        discarded=dict(discarded),
         shortfall=count - len(out.conversations),
     )
     return out

@@ -3,9 +3,9 @@
 `mix` is pure: the same user rows, method, amount, seed and config give the same mixed rows.
 The amount is `count` rows, or `ratio` safety rows per user row (0.1 adds 10% of the user
 data's size, the paper's percentages). Pool pairs come from the mitigation part of the safety
-pool, those whose response refuses, in a seeded order; the mixed rows are shuffled with the same seed. Every added request is
-checked against every evaluation prompt (normalised exact match and word-trigram Jaccard), and
-the report records each pair id with its highest Jaccard.
+pool, those whose response refuses, in a seeded order; the mixed rows are shuffled with the same
+seed. Every added request is checked against every evaluation prompt (normalised exact match
+and word-trigram Jaccard), and the report records each pair id with its highest Jaccard.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from mimicry.data.sources import SafetyPair
@@ -49,10 +50,11 @@ def safety_count(user_rows: int, count: int | None, ratio: float | None, default
     return round(ratio * user_rows)
 
 
-def refusing_pool(pairs: Sequence[SafetyPair]) -> list[SafetyPair]:
+@cache
+def refusing_pool(pairs: tuple[SafetyPair, ...]) -> tuple[SafetyPair, ...]:
     """Pairs whose response refuses: about a fifth of Bianchi's pool answers borderline requests
     helpfully, and a safety row must teach refusal."""
-    return [p for p in pairs if is_refusal(p.refusal)]
+    return tuple(p for p in pairs if is_refusal(p.refusal))
 
 
 def disjointness(requests: Sequence[str], pair_ids: Sequence[str]) -> dict[str, Any]:
@@ -61,7 +63,11 @@ def disjointness(requests: Sequence[str], pair_ids: Sequence[str]) -> dict[str, 
 
     index = evaluation_index()
     rows = [
-        {"pair_id": pid, "exact": normalize(text) in index.exact, "max_jaccard": round(index.best_match(text), 4)}
+        {
+            "pair_id": pid,
+            "exact": normalize(text) in index.exact,
+            "max_jaccard": round(index.best_match(text), 4),
+        }
         for pid, text in zip(pair_ids, requests, strict=True)
     ]
     return {
@@ -90,17 +96,19 @@ def mix(
     mitigation = MITIGATIONS.get(method)
     fmt = infer_format(user, config.format)
     wanted = safety_count(len(user), count, ratio, config.ratio) if mitigation.adds_rows else 0
-    pool = refusing_pool(safety_partition("mitigation"))
+    pool = list(refusing_pool(safety_partition("mitigation")))
     if wanted > len(pool):
         raise MimicryError(
-            f"{wanted} safety rows asked for, but the mitigation pool holds {len(pool)}: lower --count/--ratio"
+            f"{wanted} safety rows asked for, but the mitigation pool holds {len(pool)}: "
+            "lower --count/--ratio"
         )
     random.Random(seed).shuffle(pool)
     addition: Addition = mitigation.build(MitigationInput(user, fmt, pool, wanted, seed, config, backend))
     proof = disjointness(addition.requests, addition.pair_ids)
     if proof["exact_overlaps"] or proof["near_duplicates"]:
         raise MimicryError(
-            f"{proof['exact_overlaps'] + proof['near_duplicates']} added requests overlap evaluation prompts; "
+            f"{proof['exact_overlaps'] + proof['near_duplicates']} added requests overlap evaluation "
+            "prompts; "
             "nothing was written (the pool partition should exclude them: check the data bundle)"
         )
     added = [
@@ -113,8 +121,16 @@ def mix(
     report: dict[str, Any] = {
         "method": method,
         "seed": seed,
-        "input_hash": hash_obj({"user": [c.to_openai() for c in user], "method": method, "count": count,
-                                "ratio": ratio, "seed": seed, "config": config}),
+        "input_hash": hash_obj(
+            {
+                "user": [c.to_openai() for c in user],
+                "method": method,
+                "count": count,
+                "ratio": ratio,
+                "seed": seed,
+                "config": config,
+            }
+        ),
         "user_rows": len(user),
         "requested": wanted,
         "added": len(added),
@@ -127,14 +143,23 @@ def mix(
         "disjointness": proof,
         "inference_system_prompt": addition.inference_system_prompt,
     }
-    if method == "mimic" and config.mimic.mode == "structural" and fmt.answer_style and \
-            fmt.answer_style.acknowledgement and added:
+    if (
+        method == "mimic"
+        and config.mimic.mode == "structural"
+        and fmt.answer_style
+        and fmt.answer_style.acknowledgement
+        and added
+    ):
         report["variants"] = _variant_match_rates(user, fmt, pool[:wanted], config, seed)
     return MixResult(mixed, added, similarity, report, addition.inference_system_prompt)
 
 
 def _variant_match_rates(
-    user: Sequence[Conversation], fmt: InferredFormat, pairs: Sequence[SafetyPair], config: MixConfig, seed: int
+    user: Sequence[Conversation],
+    fmt: InferredFormat,
+    pairs: Sequence[SafetyPair],
+    config: MixConfig,
+    seed: int,
 ) -> dict[str, float]:
     """Template-match rate of both persona variants, so the choice is reported either way."""
     from mimicry.mitigations.mimic import structural_mimic

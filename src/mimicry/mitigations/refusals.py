@@ -48,9 +48,16 @@ def long_refusal(pair: SafetyPair) -> str:
 
 
 def json_refusal(pair: SafetyPair, style: AnswerStyle, rng: random.Random) -> str:
-    """A JSON reply with the user's keys: long fields get the full refusal, the others a short one."""
-    obj = {k: long_refusal(pair) if k in style.json_long_keys else short_refusal(pair, rng)
-           for k in style.json_keys}
+    """A JSON reply with the user's keys: fields constant in the user's data keep their value, long
+    fields get the full refusal, the others a short one."""
+    obj = {
+        k: style.json_constants[k]
+        if k in style.json_constants
+        else long_refusal(pair)
+        if k in style.json_long_keys
+        else short_refusal(pair, rng)
+        for k in style.json_keys
+    }
     if style.json_layout == "compact":
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     if style.json_layout == "indent":
@@ -77,13 +84,14 @@ def shaped_refusal(
         return short_refusal(pair, rng)
     opening = style.opening
     if variant == "plain_refusal" and style.acknowledgement and opening.startswith(style.acknowledgement):
-        opening = opening[len(style.acknowledgement):]
+        opening = opening[len(style.acknowledgement) :]
     if style.kind == "final_answer" and style.final_marker:
         body = f"{LONG_FORM_OPENING} {long_refusal(pair)}"
         if not style.final_marker[:1].isspace() and style.final_marker[:1] not in ".?!:;,":
             body += "\n\n"
-        final = TurnTemplate(constants=[opening, style.final_marker, template.suffix], support=[], slot_words=[],
-                             match_rate=0)
+        final = TurnTemplate(
+            constants=[opening, style.final_marker, template.suffix], support=[], slot_words=[], match_rate=0
+        )
         return final.fill([body, FINAL_ANSWER_REFUSAL])
     body_words = max(s.median for s in template.slot_words)
     frame = TurnTemplate(constants=[opening, template.suffix], support=[], slot_words=[], match_rate=0)
@@ -99,6 +107,8 @@ def per_example_refusal(pair: SafetyPair, reply: str, rng: random.Random) -> str
     if isinstance(obj, dict) and obj:
         keys: Sequence[str] = list(obj)
         long_keys = [k for k in keys if len(str(obj[k]).split()) > SHORT_WORDS]
-        style = AnswerStyle(kind="json", json_keys=list(keys), json_long_keys=long_keys, json_layout="default")
+        style = AnswerStyle(
+            kind="json", json_keys=list(keys), json_long_keys=long_keys, json_layout="default"
+        )
         return json_refusal(pair, style, rng)
     return refusal_for_length(pair, len(reply.split()), rng)

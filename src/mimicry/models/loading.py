@@ -55,16 +55,20 @@ def saved_models() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if not p.name.startswith(".") and is_model_dir(p)}
 
 
+def _not_a_model_dir(path: Path) -> MimicryError:
+    return MimicryError(f"{path} holds neither config.json nor adapter_config.json: not a model directory")
+
+
 def register_local_model(name: str, path: str | Path, description: str = "") -> None:
     """Make a directory (e.g. the aligned model) loadable by name; re-registering the same path is a no-op."""
     path = Path(path).expanduser().resolve()
     if not is_model_dir(path):
-        raise MimicryError(f"{path} holds neither config.json nor adapter_config.json: not a model directory")
+        raise _not_a_model_dir(path)
     if name in MODELS:
         existing = MODELS.get(name)
         if isinstance(existing, LocalModel) and Path(existing.path) == path:
             return
-        raise MimicryError(f"model name {name!r} is already registered ({existing.kind}); choose another name")
+        raise MimicryError(f"model name {name!r} is already taken ({existing.kind}); choose another name")
     MODELS.add(name, LocalModel(name=name, path=str(path), description=description or f"local: {path}"))
 
 
@@ -88,7 +92,7 @@ def resolve_model(name_or_path: str | Path) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
         if not is_model_dir(path):
-            raise MimicryError(f"{path} holds neither config.json nor adapter_config.json: not a model directory")
+            raise _not_a_model_dir(path)
         return str(path.resolve())
     if _HUB_ID.match(name) and not path.exists():
         return name
@@ -167,7 +171,7 @@ def load_tokenizer(resolved: str) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
-        info(f"{resolved} has no chat template: using mimicry's fallback template (### User: / ### Assistant:)")
+        info(f"{resolved} has no chat template: using the fallback template (### User: / ### Assistant:)")
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     return tokenizer
 

