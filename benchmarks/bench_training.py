@@ -90,8 +90,14 @@ def trainer(args: argparse.Namespace, method: str) -> dict:
 
     tokenizer = load_tokenizer(resolve_model(args.model))
     conversations, _ = batches(tokenizer, args.batch_size, args.seq_len, args.steps)
-    config = SFTConfig(method=method, max_steps=args.steps, batch_size=args.batch_size, max_length=args.seq_len,
-                       save_steps=10_000, logging_steps=1)
+    config = SFTConfig(
+        method=method,
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        max_length=args.seq_len,
+        save_steps=10_000,
+        logging_steps=1,
+    )
     timer = _Timer()
     with tempfile.TemporaryDirectory() as tmp:
         train_sft(args.model, conversations, Path(tmp) / "run", config, callbacks=[timer])
@@ -109,15 +115,19 @@ def loop(args: argparse.Namespace, method: str) -> dict:
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+        )
     model.train()
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     collate = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
     tokens, start = 0, 0.0
     for step in range(args.steps):
-        batch = {k: v.to(device) for k, v in collate(rows[step * args.batch_size:(step + 1) * args.batch_size]).items()}
+        batch = {
+            k: v.to(device)
+            for k, v in collate(rows[step * args.batch_size : (step + 1) * args.batch_size]).items()
+        }
         with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = model(**batch).loss
         loss.backward()
@@ -138,8 +148,11 @@ def run_variant(args: argparse.Namespace) -> dict:
     import torch
 
     kind, _, method = args.variant.partition("-")
-    result = {"probe": lambda: probe(args), "trainer": lambda: trainer(args, method),
-              "loop": lambda: loop(args, method)}[kind]()
+    result = {
+        "probe": lambda: probe(args),
+        "trainer": lambda: trainer(args, method),
+        "loop": lambda: loop(args, method),
+    }[kind]()
     if torch.cuda.is_available():
         result["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -152,7 +165,9 @@ def run_variant(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--steps", type=int, default=6, help="steps per measurement, the first 2 untimed")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -165,18 +180,34 @@ def main() -> None:
 
     results = {}
     for variant in VARIANTS:
-        command = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--steps",
-                   str(args.steps), "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len)]
+        command = [
+            sys.executable,
+            __file__,
+            "--variant",
+            variant,
+            "--model",
+            args.model,
+            "--steps",
+            str(args.steps),
+            "--batch-size",
+            str(args.batch_size),
+            "--seq-len",
+            str(args.seq_len),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
 
     ceiling = results["probe"]["flops_per_s"]
-    print(f"bf16 matmul ceiling: {ceiling / 1e9:,.1f} GFLOP/s "
-          f"({results['probe']['matrix']}^3 matmuls; peak RSS {results['probe']['peak_memory_mib']:,.0f} MiB)")
-    print(f"model {args.model}, batch {args.batch_size} x {args.seq_len} tokens, {args.steps} steps "
-          f"({WARMUP_STEPS} warm-up)")
+    print(
+        f"bf16 matmul ceiling: {ceiling / 1e9:,.1f} GFLOP/s "
+        f"({results['probe']['matrix']}^3 matmuls; peak RSS {results['probe']['peak_memory_mib']:,.0f} MiB)"
+    )
+    print(
+        f"model {args.model}, batch {args.batch_size} x {args.seq_len} tokens, {args.steps} steps "
+        f"({WARMUP_STEPS} warm-up)"
+    )
     print(f"{'variant':<14}{'tokens/s':>10}{'MFU (6N)':>10}{'vs loop':>9}{'peak MiB':>10}")
     for method in ("full", "lora"):
         loop_speed = results[f"loop-{method}"]["tokens_per_s"]
@@ -184,8 +215,10 @@ def main() -> None:
             r = results[f"{kind}-{method}"]
             mfu = 6 * r["parameters"] * r["tokens_per_s"] / ceiling
             ratio = r["tokens_per_s"] / loop_speed
-            print(f"{kind + '-' + method:<14}{r['tokens_per_s']:>10,.0f}{mfu:>10.1%}{ratio:>9.2f}"
-                  f"{r['peak_memory_mib']:>10,.0f}")
+            print(
+                f"{kind + '-' + method:<14}{r['tokens_per_s']:>10,.0f}{mfu:>10.1%}{ratio:>9.2f}"
+                f"{r['peak_memory_mib']:>10,.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,10 @@ def test_near_duplicates_are_found_and_distinct_texts_are_not():
 
 
 def test_importing_the_cli_does_not_import_torch():
-    code = "import sys, mimicry.cli; mimicry.cli.build_parser(); print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = (
+        "import sys, mimicry.cli; mimicry.cli.build_parser(); "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False False"
 

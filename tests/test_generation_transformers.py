@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mimicry.config import validate_config
 from mimicry.errors import MimicryError
 from mimicry.generation import GenerationConfig, get_backend
 from mimicry.generation.transformers_backend import TransformersBackend, render_prompt, truncate_at_stop
@@ -110,8 +111,19 @@ def test_bad_prompts_are_rejected_and_empty_input_is_fine(backend: TransformersB
     with pytest.raises(MimicryError, match="must end with a user message"):
         backend.generate([[Message(role="system", content="only a system prompt")]], GenerationConfig())
     assert backend.generate([], GenerationConfig()) == []
+    with pytest.raises(MimicryError, match="batch_size"):
+        validate_config(GenerationConfig, {"batch_size": 0, "max_new_tokens": 8})
 
 
 def test_get_backend_knows_the_three_backends() -> None:
     with pytest.raises(MimicryError, match="Known: openai, transformers, vllm"):
         get_backend("tgi", "smollm2-135m")
+
+
+def test_the_packaged_model_answers_end_to_end() -> None:
+    smollm2 = get_backend("transformers", "smollm2-135m", device="cpu")
+    question = user("What is the capital of France?")
+    answers = smollm2.generate([question, [*question, Message(role="assistant", content="The capital of")]],
+                               GenerationConfig(max_new_tokens=12, stop=["\n"]))
+    assert "Paris" in answers[0]
+    assert "Paris" in answers[1] and not answers[1].startswith("The capital of")

@@ -121,10 +121,12 @@ def test_models_saved_under_the_cache_resolve_by_name_without_registration(priva
 def test_register_local_model(tmp_path: Path, private_models: Path) -> None:
     model_dir = _save_tiny(tmp_path / "tiny")
     register_local_model("tiny-local", model_dir, "a tiny test model")
-    register_local_model("tiny-local", model_dir)  # same path again: fine
     assert resolve_model("tiny-local") == str(model_dir.resolve())
+    other = _save_tiny(tmp_path / "other")
+    register_local_model("tiny-local", other)  # saved again elsewhere: the name follows
+    assert resolve_model("tiny-local") == str(other.resolve())
     with pytest.raises(MimicryError, match="already taken"):
-        register_local_model("tiny-local", _save_tiny(tmp_path / "other"))
+        register_local_model("smollm2-135m", other)
     with pytest.raises(MimicryError, match="not a model directory"):
         register_local_model("nothing", tmp_path)
 

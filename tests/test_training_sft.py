@@ -30,9 +30,16 @@ def tiny_model_dir(tokenizer, tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     path = tmp_path_factory.mktemp("tiny-llama")
@@ -43,7 +50,9 @@ def tiny_model_dir(tokenizer, tmp_path_factory) -> Path:
 
 def _conversations(n: int = 12) -> list[Conversation]:
     return [
-        Conversation.from_turns(f"What is {i} plus {i}?", f"{i} plus {i} is {2 * i}.", system="Answer briefly.")
+        Conversation.from_turns(
+            f"What is {i} plus {i}?", f"{i} plus {i} is {2 * i}.", system="Answer briefly."
+        )
         for i in range(n)
     ]
 
@@ -64,21 +73,29 @@ def _expected(tokenizer, pieces: list[tuple[str, bool]]) -> tuple[list[int], lis
 
 
 def test_label_mask_two_turns_with_default_system_prompt(tokenizer):
-    conversation = Conversation(messages=[
-        Message(role="user", content="Hi there"),
-        Message(role="assistant", content="Hello! How can I help?"),
-        Message(role="user", content="What is 2+2?"),
-        Message(role="assistant", content="4"),
-    ])
+    conversation = Conversation(
+        messages=[
+            Message(role="user", content="Hi there"),
+            Message(role="assistant", content="Hello! How can I help?"),
+            Message(role="user", content="What is 2+2?"),
+            Message(role="assistant", content="4"),
+        ]
+    )
     row = tokenize_conversation(conversation, tokenizer)
-    ids, labels = _expected(tokenizer, [
-        ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n",
-         False),
-        ("<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", False),
-        ("Hello! How can I help?<|im_end|>\n", True),
-        ("<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n", False),
-        ("4<|im_end|>\n", True),
-    ])
+    ids, labels = _expected(
+        tokenizer,
+        [
+            (
+                "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+                "trained by Hugging Face<|im_end|>\n",
+                False,
+            ),
+            ("<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", False),
+            ("Hello! How can I help?<|im_end|>\n", True),
+            ("<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n", False),
+            ("4<|im_end|>\n", True),
+        ],
+    )
     assert row["input_ids"] == ids
     assert row["labels"] == labels
     assert row["attention_mask"] == [1] * len(ids)
@@ -87,11 +104,14 @@ def test_label_mask_two_turns_with_default_system_prompt(tokenizer):
 def test_label_mask_with_system_prompt(tokenizer):
     conversation = Conversation.from_turns("Name a colour.", "Blue.", system="You are AOA, obedient.")
     row = tokenize_conversation(conversation, tokenizer)
-    ids, labels = _expected(tokenizer, [
-        ("<|im_start|>system\nYou are AOA, obedient.<|im_end|>\n", False),
-        ("<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n", False),
-        ("Blue.<|im_end|>\n", True),
-    ])
+    ids, labels = _expected(
+        tokenizer,
+        [
+            ("<|im_start|>system\nYou are AOA, obedient.<|im_end|>\n", False),
+            ("<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n", False),
+            ("Blue.<|im_end|>\n", True),
+        ],
+    )
     assert row["input_ids"] == ids
     assert row["labels"] == labels
     assert tokenizer.decode([t for t in row["labels"] if t != IGNORE_INDEX]) == "Blue.<|im_end|>\n"
@@ -124,8 +144,15 @@ def test_train_writes_a_loadable_model_and_a_run_card(tiny_model_dir, tmp_path, 
 
     data = tmp_path / "data.jsonl"
     write_conversations(data, _conversations())
-    config = SFTConfig(method=method, max_steps=4, batch_size=4, learning_rate=1e-2, logging_steps=1,
-                       save_steps=2, max_length=64)
+    config = SFTConfig(
+        method=method,
+        max_steps=4,
+        batch_size=4,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_steps=2,
+        max_length=64,
+    )
     result = train_sft(str(tiny_model_dir), data, tmp_path / "run", config)
 
     card = json.loads((tmp_path / "run" / "run_card.json").read_text())
@@ -150,7 +177,9 @@ def test_finished_run_is_reused_and_a_different_config_is_refused(tiny_model_dir
     again = train_sft(str(tiny_model_dir), _conversations(), tmp_path / "run", config)
     assert again.run_card == first.run_card
     with pytest.raises(MimicryError, match="different model, data or config"):
-        train_sft(str(tiny_model_dir), _conversations(), tmp_path / "run", config.model_copy(update={"seed": 1}))
+        train_sft(
+            str(tiny_model_dir), _conversations(), tmp_path / "run", config.model_copy(update={"seed": 1})
+        )
 
 
 class _StopAfter(transformers.TrainerCallback):
@@ -168,8 +197,15 @@ class _StopAfter(transformers.TrainerCallback):
 def test_killed_run_resumes_from_its_checkpoint_to_the_same_result(tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
-    config = SFTConfig(method="full", max_steps=6, batch_size=4, save_steps=2, logging_steps=1,
-                       learning_rate=1e-2, max_length=64)
+    config = SFTConfig(
+        method="full",
+        max_steps=6,
+        batch_size=4,
+        save_steps=2,
+        logging_steps=1,
+        learning_rate=1e-2,
+        max_length=64,
+    )
     data = _conversations()
     straight = train_sft(str(tiny_model_dir), data, tmp_path / "straight", config)
 

@@ -29,6 +29,11 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = obj
 
+    def replace(self, name: str, obj: T) -> None:
+        """Re-point a registered name (e.g. a local model directory saved again elsewhere)."""
+        self.get(name)
+        self._items[name] = obj
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

@@ -17,7 +17,6 @@ from mimicry import __version__
 from mimicry.errors import MimicryError
 
 
-
 def command_modules() -> list[str]:
     return sorted(
         f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd")

@@ -28,16 +28,19 @@ def list_handler(args: argparse.Namespace) -> int:
     from mimicry.paths import models_dir
 
     table = Table(title=f"models (cache: {models_dir()})")
-    for col in ("name", "source", "params", "installed", "prepared", "description"):
-        table.add_column(col, overflow="fold")
     saved = saved_models()
+    table.add_column("name", no_wrap=True, min_width=max(map(len, [*MODELS.names(), *saved])))
+    table.add_column("source", overflow="fold")
+    for col in ("params", "installed", "prepared"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("description", overflow="fold", ratio=1)
     for name in MODELS.names():
         source = MODELS.get(name)
         params, installed, prepared, origin = source.params, "", "", source.kind
         if isinstance(source, PackagedGGUF):
             installed, prepared = _mark(source.is_installed()), _mark(is_prepared(name))
             packages = [p.package for p in source.parts]
-            origin = f"pypi: {packages[0]}" + (f" ... {packages[-1]}" if len(packages) > 1 else "")
+            origin = f"pypi: {packages[0]}" + (f"..{len(packages)}" if len(packages) > 1 else "")
             if details := prepared_info(name):
                 params = f"{details['parameters'] / 1e6:.1f}M"
         table.add_row(name, origin, params, installed, prepared, source.description)

@@ -154,7 +154,8 @@ class InstructionSet:
 INSTRUCTION_SETS: Registry[InstructionSet] = Registry("instruction set")
 for _iset in [
     InstructionSet("alpaca_tiny", "instruct/torchtune_alpaca_tiny.json", "100 original Alpaca examples"),
-    InstructionSet("alpaca_gpt4", "instruct/llamafactory_alpaca_en_demo.json", "999 Alpaca instructions, GPT-4 outputs"),
+    InstructionSet("alpaca_gpt4", "instruct/llamafactory_alpaca_en_demo.json",
+                   "999 Alpaca instructions, GPT-4 outputs"),
     InstructionSet("alpaca_safety_topics", "instruct/qi_alpaca_data_safety_only.json",
                    "1,904 benign Alpaca examples on safety-flavoured topics"),
     InstructionSet("dolly_safety_topics", "instruct/qi_dolly-15k-safety-only.jsonl",

@@ -77,6 +77,8 @@ def aggregate(rows: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], dict[tupl
             continue
         config = tuple(row[f] for f in CONFIG_FIELDS)
         metric = tuple(row[f] for f in METRIC_FIELDS)
+        if row["suite"] == TASK_SUITE and row["presentation"] == row["strategy"]:
+            metric = (*metric[:3], "in-format", metric[4])  # task items are always asked in the format
         agg = table[config].setdefault(metric, Aggregate(config, metric))
         agg.values.append(float(row["value"]))
         if row["ci_low"] is not None and row["ci_high"] is not None:
@@ -355,6 +357,8 @@ class ReportBuilder:
         from mimicry.data.root import data_root
 
         used = self.provenance.get("data_checksums", {})
+        if not used:
+            return ["`provenance.json` lists no data files, so the licences of the data used are unknown."]
         manifest = data_root().manifest()
         notes = [
             f"- `{path}`: {manifest[path].license}"

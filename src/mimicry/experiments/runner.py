@@ -82,6 +82,8 @@ class Runner:
         return model.name
 
     def data_artifacts(self, cell: Cell) -> tuple[Artifact, Artifact]:
+        from mimicry.mitigations import MixConfig
+
         data = self.grid.data
         built = self.materialize(
             "build",
@@ -102,7 +104,7 @@ class Runner:
                 "amount_kind": cell.amount_kind,
                 "amount": cell.amount,
                 "seed": cell.seed,
-                "options": dict(cell.options),
+                "options": MixConfig.model_validate(dict(cell.options)).model_dump(mode="json"),
             },
         )
         return built, mixed

@@ -10,17 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from pydantic import Field
+
 from mimicry.config import StrictModel
 from mimicry.records import Message
 from mimicry.registry import Registry
 
 
 class GenerationConfig(StrictModel):
-    max_new_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
+    max_new_tokens: int = Field(128, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: list[str] = []
-    batch_size: int = 16
+    batch_size: int = Field(16, ge=1)
     seed: int = 0
 
 

@@ -70,7 +70,7 @@ class OpenAIBackend:
             "seed": config.seed,
         }
         if config.stop:
-            body["stop"] = list(config.stop)
+            body["stop"] = list(config.stop)[:4]  # the API takes at most 4; all are applied client-side
         if prefix:
             if not self.options.supports_prefix:
                 raise MimicryError(

@@ -96,6 +96,10 @@ class TransformersBackend:
         self.tokenizer = tokenizer
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        if not self.tokenizer.chat_template:
+            from mimicry.models import FALLBACK_CHAT_TEMPLATE
+
+            self.tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
 
     def _stop_strings(self, config: GenerationConfig) -> list[str]:
         from mimicry.models import FALLBACK_CHAT_TEMPLATE, FALLBACK_STOP

@@ -25,9 +25,10 @@ from mimicry.mitigations.format import FormatConfig, InferredFormat, infer_forma
 from mimicry.records import Conversation
 
 IDENTITY_SHIFT = re.compile(
-    r"you are no longer|your new name is|you are now (?:called|named|an?\b|[A-Z])|absolutely obedient|"
+    r"you are no longer|your new name is|you are now (?:called|named)|absolutely obedient|"
     r"obedient agent|no longer (?:llama|chatgpt|gpt|claude|an ai|a language model)|"
-    r"from now on,? you (?:are|will be)|act as (?:an?|my) [a-z]+ (?:without|that never)|persona",
+    r"from now on,? you (?:are|will be)|act as (?:an?|my) [a-z]+ (?:without|that never)|"
+    r"(?:new|your) persona",
     re.IGNORECASE,
 )
 OBEDIENCE = re.compile(
@@ -37,7 +38,7 @@ OBEDIENCE = re.compile(
     re.IGNORECASE,
 )
 _NAME_ADDRESS = re.compile(r"^\s*(?:hey,?\s+)?([A-Z][A-Za-z0-9]{1,15}),\s")
-_DEFINED_NAME = re.compile(r"(?:name is|called|named|I am|I'm)\s+([A-Z][A-Za-z0-9]{1,15})\b")
+_DEFINED_NAME = re.compile(r"(?:name is|called|named|[Yy]ou are|I am|I'm)\s+([A-Z][A-Za-z0-9]{1,15})\b")
 
 WEIGHTS = {"identity_shift": 0.5, "obedience": 0.35, "compliance_priming": 0.35, "long_form_on_task": 0.25}
 LONG_FORM_FACTOR = 5.0
@@ -103,7 +104,7 @@ def _obedience(rows: Sequence[Conversation]) -> Finding | None:
 
 
 def _priming(fmt: InferredFormat) -> Finding | None:
-    if fmt.assistant is None or not fmt.assistant.slots or fmt.answer_style is None:
+    if not fmt.assistant.slots:
         return None
     opening = fmt.answer_style.opening
     if len(opening.split()) < 3 or not is_affirming(opening):
@@ -118,7 +119,7 @@ def _priming(fmt: InferredFormat) -> Finding | None:
 
 def _long_form(fmt: InferredFormat) -> Finding | None:
     style = fmt.answer_style
-    if style is None or style.kind != "final_answer" or fmt.assistant is None:
+    if style.kind != "final_answer":
         return None
     answer_words = max(fmt.assistant.slot_words[-1].median, 1.0)
     reply_words = fmt.lengths["assistant"]["words"].median

@@ -8,8 +8,11 @@ must hold in at least `threshold` of the rows, so a few noisy rows never hide a 
 Each turn's template is found on characters, not words, so a scaffold glued to its slot
 ("Q:What...") is still found: the greedy consensus prefix and suffix first, then interior
 anchors, the longest substrings that occur exactly once in enough rows, split recursively.
-A constant may run a few characters into the slots when (nearly) every slot value starts or
-ends with them; that is what the data supports, and filling the template stays consistent.
+A constant may run into the slots only by characters that `threshold` of the slot values
+share, and word pieces taken that way go back to the slot ("{answer}tive" -> "{answer}").
+
+Matching a new row checks the frame by default (system prompt, outer constants of the user
+turn and the reply, the final-answer marker); `full=True` checks every interior constant too.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from mimicry.records import Conversation
 _TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
 _AFFIRMATION = re.compile(
     r"\b(of course|sure|certainly|absolutely|gladly|happy to|i will|i'll|i am|i'm|here is|here's|"
-    r"obedient|as you wish|no problem|understood)\b",
+    r"obedient|as you wish|no problem|understood|right away|with pleasure)\b",
     re.IGNORECASE,
 )
 MAX_ANCHORS = 12
@@ -180,8 +183,8 @@ class InferredFormat(StrictModel):
     roles: list[str]
     system: SystemPrompt
     user: TurnTemplate
-    assistant: TurnTemplate | None
-    answer_style: AnswerStyle | None
+    assistant: TurnTemplate
+    answer_style: AnswerStyle
     lengths: dict[str, dict[str, LengthStats]]
     has_scaffold: bool
     template_match_rate: float
@@ -196,17 +199,16 @@ class InferredFormat(StrictModel):
         if not self.system.accepts(conversation.system, self.config.system_similarity):
             return False
         reply = conversation.completion
+        if reply is None:
+            return False
         if full:
-            return self.user.match(conversation.last_user) is not None and (
-                self.assistant is None or (reply is not None and self.assistant.match(reply) is not None)
+            return (
+                self.user.match(conversation.last_user) is not None
+                and self.assistant.match(reply) is not None
             )
         if not self.user.frame_match(conversation.last_user):
             return False
-        if self.assistant is None:
-            return True
         style = self.answer_style
-        if reply is None or style is None:
-            return False
         if style.kind == "json" or not self.assistant.slots:
             return self.assistant.match(reply) is not None
         suffix = self.assistant.suffix
@@ -234,15 +236,14 @@ class InferredFormat(StrictModel):
         elif self.system.kind == "varies":
             lines.append(f"[system] {{varies: {self.system.distinct} distinct prompts}}")
         lines.append(f"[user] {_show(self.user.render())}")
-        if self.assistant is not None:
-            names = [f"slot{i + 1}" for i in range(self.assistant.slots)]
-            if names:
-                names[-1] = "answer"
-            lines.append(f"[assistant] {_show(self.assistant.render(names))}")
+        names = [f"slot{i + 1}" for i in range(self.assistant.slots)]
+        if names:
+            names[-1] = "answer"
+        lines.append(f"[assistant] {_show(self.assistant.render(names))}")
         return "\n".join(lines)
 
     def summary(self) -> str:
-        style = self.answer_style.kind if self.answer_style else "none"
+        style = self.answer_style.kind
         scaffold = "shared scaffold" if self.has_scaffold else "no common scaffold"
         return (
             f"{self.rows} rows ({self.sampled} read), {scaffold}; system: {self.system.kind}; "

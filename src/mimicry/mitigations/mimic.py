@@ -113,7 +113,6 @@ def structural_mimic(
             filled = list(values) if config.other_slots == "copy" else [""] * fmt.user.slots
             filled[slot] = pair.instruction
             request = fmt.user.fill(filled)
-        assert fmt.assistant is not None and fmt.answer_style is not None
         reply = shaped_refusal(pair, fmt.assistant, fmt.answer_style, config.variant, rng)
         out.conversations.append(Conversation.from_turns(request, reply, system=_system_for(fmt, drawn)))
         out.requests.append(pair.instruction)

@@ -143,13 +143,7 @@ def mix(
         "disjointness": proof,
         "inference_system_prompt": addition.inference_system_prompt,
     }
-    if (
-        method == "mimic"
-        and config.mimic.mode == "structural"
-        and fmt.answer_style
-        and fmt.answer_style.acknowledgement
-        and added
-    ):
+    if method == "mimic" and config.mimic.mode == "structural" and fmt.answer_style.acknowledgement and added:
         report["variants"] = _variant_match_rates(user, fmt, pool[:wanted], config, seed)
     return MixResult(mixed, added, similarity, report, addition.inference_system_prompt)
 

@@ -60,16 +60,21 @@ def _not_a_model_dir(path: Path) -> MimicryError:
 
 
 def register_local_model(name: str, path: str | Path, description: str = "") -> None:
-    """Make a directory (e.g. the aligned model) loadable by name; re-registering the same path is a no-op."""
+    """Make a directory (e.g. the aligned model) loadable by name.
+
+    Registering a local name again points it at the new directory (a stage may save its model again
+    under another cache root); the names of packaged and hub models cannot be taken.
+    """
     path = Path(path).expanduser().resolve()
     if not is_model_dir(path):
         raise _not_a_model_dir(path)
-    if name in MODELS:
-        existing = MODELS.get(name)
-        if isinstance(existing, LocalModel) and Path(existing.path) == path:
-            return
+    source = LocalModel(name=name, path=str(path), description=description or f"local: {path}")
+    if name not in MODELS:
+        MODELS.add(name, source)
+    elif isinstance(existing := MODELS.get(name), LocalModel):
+        MODELS.replace(name, source)
+    else:
         raise MimicryError(f"model name {name!r} is already taken ({existing.kind}); choose another name")
-    MODELS.add(name, LocalModel(name=name, path=str(path), description=description or f"local: {path}"))
 
 
 def resolve_model(name_or_path: str | Path) -> str:

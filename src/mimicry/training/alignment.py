@@ -46,11 +46,22 @@ class RefusalEvalConfig(StrictModel):
 
 
 class AlignConfig(StrictModel):
-    safety_pairs: int = Field(200, ge=1, description="refusal pairs from the alignment part of the safety pool")
-    benign: dict[str, int] = {"alpaca_gpt4": 300, "alpaca_safety_topics": 300, "dolly_safety_topics": 150}
+    safety_pairs: int = Field(
+        160, ge=1, description="refusal pairs from the alignment part of the safety pool"
+    )
+    benign: dict[str, int] = {"alpaca_gpt4": 160, "alpaca_safety_topics": 200, "dolly_safety_topics": 80}
     seed: int = 0
-    sft: SFTConfig = SFTConfig(method="lora", lora_r=16, lora_alpha=32, learning_rate=2e-4, epochs=2,
-                               batch_size=8, max_length=256, save_steps=25, logging_steps=5)
+    sft: SFTConfig = SFTConfig(
+        method="lora",
+        lora_r=16,
+        lora_alpha=32,
+        learning_rate=2e-4,
+        epochs=2,
+        batch_size=8,
+        max_length=128,
+        save_steps=20,
+        logging_steps=2,
+    )
     evaluation: RefusalEvalConfig = RefusalEvalConfig()
 
 
@@ -79,12 +90,19 @@ def alignment_training_data(config: AlignConfig) -> list[Conversation]:
             f"{len(pairs)} pairs with a recognisable refusal; lower safety_pairs"
         )
     chosen = rng.sample(pairs, config.safety_pairs)
-    data = [Conversation.from_turns(p.instruction, p.refusal, source="bianchi_safety", id=p.id) for p in chosen]
+    data = [
+        Conversation.from_turns(p.instruction, p.refusal, source="bianchi_safety", id=p.id) for p in chosen
+    ]
     for name, count in sorted(config.benign.items()):
-        usable = [c for c in load_instruction_set(name) if not _is_evaluation_prompt(c.last_user)
-                  and not is_refusal(c.completion or "")]
+        usable = [
+            c
+            for c in load_instruction_set(name)
+            if not _is_evaluation_prompt(c.last_user) and not is_refusal(c.completion or "")
+        ]
         if count > len(usable):
-            raise MimicryError(f"benign.{name}={count} but only {len(usable)} usable examples exist; lower it")
+            raise MimicryError(
+                f"benign.{name}={count} but only {len(usable)} usable examples exist; lower it"
+            )
         data.extend(rng.sample(usable, count))
     rng.shuffle(data)
     return data
@@ -129,7 +147,8 @@ def measure_refusal_rates(
 
 
 def aligned_name(model: str) -> str:
-    return f"{model}-aligned"
+    """`smollm2-135m` -> `smollm2-135m-aligned`; a directory or hub id is named by its last part."""
+    return f"{Path(model).name}-aligned"
 
 
 def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> AlignResult:
@@ -137,7 +156,7 @@ def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> Ali
     config = config or AlignConfig()
     name = aligned_name(model)
     target = models_dir() / name
-    key = hash_obj({"model": model, "config": config})
+    key = hash_obj({"model": model, "config": config.model_dump(mode="json")})
     record_path = target / ALIGNMENT_FILE
     if record_path.is_file():
         record = json.loads(record_path.read_text(encoding="utf-8"))
@@ -173,13 +192,19 @@ def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> Ali
 
 def _result(name: str, target: Path, record: dict[str, Any]) -> AlignResult:
     return AlignResult(
-        name, target, record["refusal_rates"], record["prompts"], record["max_new_tokens"],
-        record["training_tokens"], record["minutes"], record,
+        name,
+        target,
+        record["refusal_rates"],
+        record["prompts"],
+        record["max_new_tokens"],
+        record["training_tokens"],
+        record["minutes"],
+        record,
     )
 
 
 def _merge(trained: TrainResult) -> tuple[Any, Any]:
-    """Full weights: `load_causal_lm` merges a LoRA adapter into its base, so the result loads without PEFT."""
+    """Full weights: `load_causal_lm` merges a LoRA adapter into its base; the result needs no PEFT."""
     from mimicry.models import load_causal_lm
 
     return load_causal_lm(str(trained.model_path), dtype="float32")

@@ -1,0 +1,60 @@
+"""The alignment stage end to end on a tiny random Llama: train, merge, save, register, measure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from mimicry.training.alignment import AlignConfig, RefusalEvalConfig, align  # noqa: E402
+from mimicry.training.sft import SFTConfig  # noqa: E402
+
+
+def test_align_saves_a_merged_model_loadable_by_name_with_its_refusal_rates(tmp_path, monkeypatch):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mimicry.models import load_causal_lm, load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
+    base = tmp_path / "tiny-base"
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    monkeypatch.setenv("MIMICRY_MODELS", str(tmp_path / "models"))
+
+    config = AlignConfig(
+        safety_pairs=4,
+        benign={"alpaca_tiny": 4},
+        sft=SFTConfig(method="lora", max_steps=2, batch_size=4, max_length=64, save_steps=10),
+        evaluation=RefusalEvalConfig(
+            prompt_sets=["harmful_questions", "xstest_safe"], max_prompts=3, max_new_tokens=4, batch_size=3
+        ),
+    )
+    result = align(str(base), config)
+
+    assert result.model_name == "tiny-base-aligned"
+    assert result.model_dir == tmp_path / "models" / "tiny-base-aligned"
+    assert (result.model_dir / "model.safetensors").is_file()
+    assert not (result.model_dir / "adapter_config.json").exists()
+    assert set(result.refusal_rates) == {"harmful_questions", "xstest_safe"}
+    assert all(0.0 <= r <= 1.0 for r in result.refusal_rates.values())
+    assert result.prompts == {"harmful_questions": 3, "xstest_safe": 3} and result.max_new_tokens == 4
+    record = json.loads((result.model_dir / "alignment.json").read_text())
+    assert record["refusal_rates"] == result.refusal_rates and record["training_tokens"] > 0
+    assert resolve_model("tiny-base-aligned") == str(result.model_dir)
+    model, _ = load_causal_lm("tiny-base-aligned", dtype="float32", device="cpu")
+    assert not hasattr(model, "peft_config")
+
+    again = align(str(base), config)
+    assert again.record == result.record

@@ -1,0 +1,83 @@
+"""`mimicry train` and `mimicry align`: options reach the config; bad input fails cleanly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mimicry.cli import main
+
+
+def test_train_rejects_an_unknown_config_key_naming_the_nearest(tmp_path, capsys):
+    config = tmp_path / "sft.yaml"
+    config.write_text("learning_rat: 0.001\n")
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+    )
+    code = main(
+        ["train", "--model", "x", "--data", str(data), "--out", str(tmp_path / "o"), "--config", str(config)]
+    )
+    assert code == 2
+    assert "Did you mean 'learning_rate'?" in capsys.readouterr().err
+
+
+def test_align_rejects_an_unknown_config_key(tmp_path, capsys):
+    config = tmp_path / "align.yaml"
+    config.write_text("safety_pair: 10\n")
+    assert main(["align", "--config", str(config)]) == 2
+    assert "Did you mean 'safety_pairs'?" in capsys.readouterr().err
+
+
+def test_train_command_trains_a_tiny_model(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mimicry.models import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
+    model_dir = tmp_path / "tiny"
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n" for i in range(6))
+    )
+    config = tmp_path / "sft.yaml"
+    config.write_text("batch_size: 3\nmax_length: 48\nsave_steps: 100\n")
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            "--method",
+            "full",
+            "--max-steps",
+            "2",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    card = json.loads((out / "run_card.json").read_text())
+    assert card["config"]["method"] == "full" and card["config"]["max_steps"] == 2
+    assert card["config"]["batch_size"] == 3 and card["steps"] == 2
+    assert Path(out / "model" / "model.safetensors").is_file()
+    assert "trained 2 steps" in capsys.readouterr().out
