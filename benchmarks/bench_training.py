@@ -125,8 +125,7 @@ def loop(args: argparse.Namespace, method: str) -> dict:
     tokens, start = 0, 0.0
     for step in range(args.steps):
         batch = {
-            k: v.to(device)
-            for k, v in collate(rows[step * args.batch_size : (step + 1) * args.batch_size]).items()
+            k: v.to(device) for k, v in collate(rows[step * args.batch_size : (step + 1) * args.batch_size]).items()
         }
         with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = model(**batch).loss
@@ -165,9 +164,7 @@ def run_variant(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--steps", type=int, default=6, help="steps per measurement, the first 2 untimed")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -14,12 +14,8 @@ def test_train_rejects_an_unknown_config_key_naming_the_nearest(tmp_path, capsys
     config = tmp_path / "sft.yaml"
     config.write_text("learning_rat: 0.001\n")
     data = tmp_path / "d.jsonl"
-    data.write_text(
-        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
-    )
-    code = main(
-        ["train", "--model", "x", "--data", str(data), "--out", str(tmp_path / "o"), "--config", str(config)]
-    )
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    code = main(["train", "--model", "x", "--data", str(data), "--out", str(tmp_path / "o"), "--config", str(config)])
     assert code == 2
     assert "Did you mean 'learning_rate'?" in capsys.readouterr().err
 
@@ -52,9 +48,7 @@ def test_train_command_trains_a_tiny_model(tmp_path, capsys):
     ).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     data = tmp_path / "d.jsonl"
-    data.write_text(
-        "".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n" for i in range(6))
-    )
+    data.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n" for i in range(6)))
     config = tmp_path / "sft.yaml"
     config.write_text("batch_size: 3\nmax_length: 48\nsave_steps: 100\n")
     out = tmp_path / "run"

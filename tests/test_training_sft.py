@@ -50,9 +50,7 @@ def tiny_model_dir(tokenizer, tmp_path_factory) -> Path:
 
 def _conversations(n: int = 12) -> list[Conversation]:
     return [
-        Conversation.from_turns(
-            f"What is {i} plus {i}?", f"{i} plus {i} is {2 * i}.", system="Answer briefly."
-        )
+        Conversation.from_turns(f"What is {i} plus {i}?", f"{i} plus {i} is {2 * i}.", system="Answer briefly.")
         for i in range(n)
     ]
 
@@ -86,8 +84,7 @@ def test_label_mask_two_turns_with_default_system_prompt(tokenizer):
         tokenizer,
         [
             (
-                "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
-                "trained by Hugging Face<|im_end|>\n",
+                "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n",
                 False,
             ),
             ("<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", False),
@@ -177,9 +174,7 @@ def test_finished_run_is_reused_and_a_different_config_is_refused(tiny_model_dir
     again = train_sft(str(tiny_model_dir), _conversations(), tmp_path / "run", config)
     assert again.run_card == first.run_card
     with pytest.raises(MimicryError, match="different model, data or config"):
-        train_sft(
-            str(tiny_model_dir), _conversations(), tmp_path / "run", config.model_copy(update={"seed": 1})
-        )
+        train_sft(str(tiny_model_dir), _conversations(), tmp_path / "run", config.model_copy(update={"seed": 1}))
 
 
 class _StopAfter(transformers.TrainerCallback):

@@ -9,12 +9,8 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="fine-tune a model on chat JSONL (loss on assistant tokens only)")
     train.add_argument("--model", required=True, help="registry name, model directory or hub id")
-    train.add_argument(
-        "--data", required=True, type=Path, help="chat JSONL (messages, prompt/completion or Alpaca)"
-    )
-    train.add_argument(
-        "--out", required=True, type=Path, help="run directory (checkpoints, adapter/model, run card)"
-    )
+    train.add_argument("--data", required=True, type=Path, help="chat JSONL (messages, prompt/completion or Alpaca)")
+    train.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, adapter/model, run card)")
     train.add_argument("--config", type=Path, help="SFT config YAML (keys of mimicry.training.sft.SFTConfig)")
     train.add_argument("--method", choices=["lora", "full"], help="overrides the config")
     train.add_argument("--epochs", type=float, help="overrides the config")
@@ -25,9 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     align = sub.add_parser("align", help="safety-align a model; prints its measured refusal rates")
     align.add_argument("--model", default="smollm2-135m", help="the base model (default: smollm2-135m)")
-    align.add_argument(
-        "--config", type=Path, help="alignment config YAML (mimicry.training.alignment.AlignConfig)"
-    )
+    align.add_argument("--config", type=Path, help="alignment config YAML (mimicry.training.alignment.AlignConfig)")
     align.set_defaults(handler=align_handler)
 
 
@@ -47,10 +41,7 @@ def train_handler(args: argparse.Namespace) -> int:
     config = validate_config(SFTConfig, merged, "command-line options")
     result = train_sft(args.model, args.data, args.out, config, resume=not args.no_resume)
     if not result.run_card:
-        out.print(
-            "training stopped before the last step; rerun the same command to resume from "
-            f"{result.model_path}"
-        )
+        out.print(f"training stopped before the last step; rerun the same command to resume from {result.model_path}")
         return 1
     out.print(
         f"trained {result.run_card['steps']} steps on {result.tokens:,} tokens in {result.seconds:.0f} s; "
@@ -69,16 +60,13 @@ def align_handler(args: argparse.Namespace) -> int:
 
     config = load_yaml_config(AlignConfig, args.config) if args.config else AlignConfig()
     result = align(args.model, config)
-    table = Table(
-        title=f"{result.model_name}: keyword refusal rate, greedy, {result.max_new_tokens} new tokens"
-    )
+    table = Table(title=f"{result.model_name}: keyword refusal rate, greedy, {result.max_new_tokens} new tokens")
     for column in ("prompt set", "prompts", "refusal rate"):
         table.add_column(column)
     for name, rate in result.refusal_rates.items():
         table.add_row(name, str(result.prompts[name]), f"{rate:.1%}")
     out.print(table)
     out.print(
-        f"model: {result.model_dir} ({result.training_tokens:,} training tokens, "
-        f"{result.minutes:.1f} min in all)"
+        f"model: {result.model_dir} ({result.training_tokens:,} training tokens, {result.minutes:.1f} min in all)"
     )
     return 0

@@ -46,20 +46,24 @@ class RefusalEvalConfig(StrictModel):
 
 
 class AlignConfig(StrictModel):
-    safety_pairs: int = Field(
-        160, ge=1, description="refusal pairs from the alignment part of the safety pool"
-    )
-    benign: dict[str, int] = {"alpaca_gpt4": 160, "alpaca_safety_topics": 200, "dolly_safety_topics": 80}
+    """The default recipe: about 1 refusal per 2 benign examples, most benign ones on sensitive topics.
+
+    One epoch at a LoRA learning rate of 4e-4, 128-token rows (the keyword judge reads only a
+    reply's opening, and the opening is what alignment must change), so it fits the CPU budget.
+    """
+
+    safety_pairs: int = Field(180, ge=1, description="refusal pairs from the alignment part of the safety pool")
+    benign: dict[str, int] = {"alpaca_gpt4": 120, "alpaca_safety_topics": 200, "dolly_safety_topics": 60}
     seed: int = 0
     sft: SFTConfig = SFTConfig(
         method="lora",
         lora_r=16,
         lora_alpha=32,
-        learning_rate=2e-4,
-        epochs=2,
+        learning_rate=4e-4,
+        epochs=1,
         batch_size=8,
         max_length=128,
-        save_steps=20,
+        save_steps=10,
         logging_steps=2,
     )
     evaluation: RefusalEvalConfig = RefusalEvalConfig()
@@ -90,9 +94,7 @@ def alignment_training_data(config: AlignConfig) -> list[Conversation]:
             f"{len(pairs)} pairs with a recognisable refusal; lower safety_pairs"
         )
     chosen = rng.sample(pairs, config.safety_pairs)
-    data = [
-        Conversation.from_turns(p.instruction, p.refusal, source="bianchi_safety", id=p.id) for p in chosen
-    ]
+    data = [Conversation.from_turns(p.instruction, p.refusal, source="bianchi_safety", id=p.id) for p in chosen]
     for name, count in sorted(config.benign.items()):
         usable = [
             c
@@ -100,9 +102,7 @@ def alignment_training_data(config: AlignConfig) -> list[Conversation]:
             if not _is_evaluation_prompt(c.last_user) and not is_refusal(c.completion or "")
         ]
         if count > len(usable):
-            raise MimicryError(
-                f"benign.{name}={count} but only {len(usable)} usable examples exist; lower it"
-            )
+            raise MimicryError(f"benign.{name}={count} but only {len(usable)} usable examples exist; lower it")
         data.extend(rng.sample(usable, count))
     rng.shuffle(data)
     return data

@@ -47,18 +47,13 @@ class RichProgressCallback(TrainerCallback):
         speed = (int(state.num_input_tokens_seen) - self._tokens_at_start) / elapsed
         self._progress.update(self._task, completed=state.global_step, speed=f"{speed:,.0f}")
 
-    def on_log(
-        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
-    ) -> None:
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
         if logs and "loss" in logs:
             self._progress.update(self._task, loss=f"{logs['loss']:.4f}")
             if not self._progress.console.is_terminal:
                 # A redirected run (a log file) gets a line per logging step instead of a live bar.
                 task = self._progress.tasks[0]
-                info(
-                    f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f} "
-                    f"{task.fields['speed']} tok/s"
-                )
+                info(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f} {task.fields['speed']} tok/s")
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._progress.stop()

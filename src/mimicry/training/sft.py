@@ -147,18 +147,16 @@ def train_sft(
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from mimicry.models import load_causal_lm
+    from mimicry.models import load_causal_lm, load_tokenizer, resolve_model
     from mimicry.training.progress import RichProgressCallback
     from mimicry.training.tokenize import tokenize_conversations
 
     out_dir = Path(out_dir)
     conversations = load_conversations(data) if isinstance(data, (str, Path)) else list(data)
     if not conversations:
-        raise MimicryError(
-            "the training data is empty: give at least one conversation with an assistant turn"
-        )
+        raise MimicryError("the training data is empty: give at least one conversation with an assistant turn")
 
-    base, tokenizer = load_causal_lm(model, dtype="float32")
+    tokenizer = load_tokenizer(resolve_model(model))
     dataset = tokenize_conversations(conversations, tokenizer, config.max_length, config.overlong)
     if dataset.truncated or dataset.rejected or dataset.without_targets:
         warn(
@@ -187,6 +185,7 @@ def train_sft(
         )
     atomic_write_text(key_path, key)
 
+    base, _ = load_causal_lm(model, dtype="float32")
     set_seed(config.seed)
     use_bf16 = config.bf16 and bf16_supported()
     if config.bf16 and not use_bf16:
@@ -247,7 +246,8 @@ def train_sft(
     state = trainer.state
     if state.global_step < state.max_steps:
         # Stopped early (a callback or an interrupt): the checkpoints stay for a resume.
-        return TrainResult(out_dir, checkpoints, _losses(state), state.num_input_tokens_seen, seconds, {})
+        tokens = int(state.num_input_tokens_seen)
+        return TrainResult(out_dir, checkpoints, _losses(state), tokens, seconds, {})
 
     model_path = out_dir / ("adapter" if config.method == "lora" else "model")
     if config.method == "lora":

@@ -47,9 +47,7 @@ class TokenizedDataset:
 
 
 def _template(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
 def assistant_spans(conversation: Conversation, tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
@@ -95,9 +93,7 @@ def tokenize_conversations(
     and is dropped, also counted. The checksum covers the rendered, tokenized rows.
     """
     if not conversations:
-        raise MimicryError(
-            "the training data is empty: give at least one conversation with an assistant turn"
-        )
+        raise MimicryError("the training data is empty: give at least one conversation with an assistant turn")
     data = TokenizedDataset()
     digest = hashlib.sha256()
     for conversation in conversations:
