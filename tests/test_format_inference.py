@@ -20,9 +20,7 @@ STRATEGY_NAMES = ["benign", "aoa", "autoif", "aoa+autoif"]
 
 @pytest.fixture(scope="module")
 def datasets() -> dict[tuple[str, str], list[Conversation]]:
-    return {
-        (t, s): build_conversations(t, s, "train", limit=60, seed=0) for t in TASKS for s in STRATEGY_NAMES
-    }
+    return {(t, s): build_conversations(t, s, "train", limit=60, seed=0) for t in TASKS for s in STRATEGY_NAMES}
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -111,9 +109,7 @@ def test_system_prompt_that_varies_slightly():
     fmt = infer_format(rows)
     assert fmt.system.kind == "varies_slightly"
     assert fmt.system.distinct == 7
-    assert fmt.system.consensus is not None and fmt.system.consensus.startswith(
-        "You are the support assistant"
-    )
+    assert fmt.system.consensus is not None and fmt.system.consensus.startswith("You are the support assistant")
     assert fmt.system.min_similarity > 0.8
     assert "varies slightly" in fmt.render()
     assert all(fmt.system.accepts(c.system, fmt.config.system_similarity) for c in rows)
@@ -161,15 +157,11 @@ def test_inconsistent_roles_are_named():
 # Property: a random scaffold around random slot values is recovered. Constants touch their slot
 # with a non-word character (as real scaffolds do) and slot values are random words, so a
 # constant may only run into the slots by characters that at least `threshold` of the values share.
-WORD = st.text(
-    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=8
-)
+WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=8)
 TEXT = st.lists(WORD, min_size=1, max_size=6).map(" ".join)
 OPENERS = st.sampled_from([": ", "\n", " | ", " -> ", ":\n\n", " (", ' "'])
 CLOSERS = st.sampled_from(["\n", " ", "? ", ")\n", '" ', ". "])
-SLOT = st.lists(
-    st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=3, max_size=9), min_size=2, max_size=6
-)
+SLOT = st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=3, max_size=9), min_size=2, max_size=6)
 
 
 @st.composite

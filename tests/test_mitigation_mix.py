@@ -22,8 +22,7 @@ from mimicry.strategies import build_conversations, get_strategy
 @pytest.fixture(scope="module")
 def data() -> dict[str, list[Conversation]]:
     return {
-        s: build_conversations("piqa", s, "train", limit=40, seed=0)
-        for s in ("benign", "aoa", "autoif", "aoa+autoif")
+        s: build_conversations("piqa", s, "train", limit=40, seed=0) for s in ("benign", "aoa", "autoif", "aoa+autoif")
     }
 
 
@@ -50,17 +49,13 @@ def test_mimic_matches_user_format_and_generic_does_not(data, strategy):
         assert row.last_user.startswith(chosen.user_prefix)
         assert (row.completion or "").startswith(chosen.reply_prefix)
     if chosen.long_form:
-        assert all(
-            (c.completion or "").endswith("The answer is I cannot help with this.") for c in mimic.added
-        )
+        assert all((c.completion or "").endswith("The answer is I cannot help with this.") for c in mimic.added)
 
 
 def test_persona_variants_are_both_reported(data):
     ack = mix(data["aoa"], "mimic", count=10, seed=0)
     assert ack.report["variants"] == {"ack_refusal": 1.0, "plain_refusal": 0.0}
-    plain = mix(
-        data["aoa"], "mimic", count=10, seed=0, config=MixConfig(mimic=MimicConfig(variant="plain_refusal"))
-    )
+    plain = mix(data["aoa"], "mimic", count=10, seed=0, config=MixConfig(mimic=MimicConfig(variant="plain_refusal")))
     reply_prefix = get_strategy("aoa").reply_prefix
     assert all(not (c.completion or "").startswith(reply_prefix) for c in plain.added)
     assert all(is_refusal(c.completion or "") for c in plain.added)
@@ -102,10 +97,7 @@ def test_ptst_adds_nothing_and_sets_the_test_time_prompt(data):
     assert result.added == [] and result.similarity is None
     assert sorted(c.last_user for c in result.conversations) == sorted(c.last_user for c in data["autoif"])
     assert result.inference_system_prompt == LLAMA2_SAFETY_SYSTEM_PROMPT
-    assert (
-        mix(data["benign"], "none").conversations
-        and mix(data["benign"], "none").inference_system_prompt is None
-    )
+    assert mix(data["benign"], "none").conversations and mix(data["benign"], "none").inference_system_prompt is None
 
 
 def test_backdoor_secret_prompt_is_seeded_and_joined_with_user_system_prompt(data):
@@ -125,9 +117,7 @@ def test_backdoor_secret_prompt_is_seeded_and_joined_with_user_system_prompt(dat
 def test_fallback_to_per_example_mimicry_without_scaffold():
     base = load_instruction_set("alpaca_tiny")[:60]
     systems = ["You are terse.", "You love poetry and rhyme.", None]
-    user = [
-        Conversation.from_turns(c.last_user, c.completion, system=systems[i % 3]) for i, c in enumerate(base)
-    ]
+    user = [Conversation.from_turns(c.last_user, c.completion, system=systems[i % 3]) for i, c in enumerate(base)]
     assert not infer_format(user).has_scaffold
     result = mix(user, "mimic", count=12, seed=0)
     assert result.report["details"]["fallback"] == "per_example"
@@ -169,13 +159,9 @@ class ScriptedRewriter:
             if kind == 0:
                 outputs.append("no json here")
             elif kind == 1:
-                outputs.append(
-                    json.dumps({"system": None, "user": "Tell me about kittens.", "assistant": "No."})
-                )
+                outputs.append(json.dumps({"system": None, "user": "Tell me about kittens.", "assistant": "No."}))
             elif kind == 2:
-                outputs.append(
-                    json.dumps({"system": None, "user": task["user"], "assistant": "Sure, here it is."})
-                )
+                outputs.append(json.dumps({"system": None, "user": task["user"], "assistant": "Sure, here it is."}))
             else:
                 outputs.append(
                     "Here you go: "
@@ -267,9 +253,7 @@ def test_cli_rejects_bad_input_without_writing(tmp_path, capsys):
         {"messages": [{"role": "user", "content": "a"}]},
     ]
     mixed_roles.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert (
-        main(["mix", "--user", str(mixed_roles), "--method", "mimic", "--count", "2", "--out", str(out)]) == 2
-    )
+    assert main(["mix", "--user", str(mixed_roles), "--method", "mimic", "--count", "2", "--out", str(out)]) == 2
     assert "inconsistent roles" in capsys.readouterr().err
     assert not out.exists()
 

@@ -13,12 +13,12 @@ from mimicry.strategies import build_conversations
 @pytest.mark.slow
 def test_rewrite_with_packaged_model_accounts_for_every_pair():
     user = build_conversations("sst2", "benign", "train", limit=20, seed=0)
-    rewrite = RewriteConfig(model="smollm2-135m", examples=2, max_new_tokens=96, oversample=2.0)
+    rewrite = RewriteConfig(model="smollm2-135m", examples=2, max_new_tokens=96, oversample=1.0)
     config = MixConfig(mimic=MimicConfig(mode="rewrite", rewrite=rewrite))
     result = mix(user, "mimic", count=1, seed=0, config=config)
     details = result.report["details"]
     assert details["rewriter"] == "smollm2-135m"
-    assert 1 <= details["tried"] <= 2
+    assert details["tried"] == 1
     assert details["kept"] + sum(details["discarded"].values()) == details["tried"]
     assert details["shortfall"] == 1 - details["kept"]
     assert len(result.added) == details["kept"]

@@ -13,14 +13,10 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:
     fmt = sub.add_parser("format", help="infer the scaffold a chat dataset shares")
     fmt_sub = fmt.add_subparsers(dest="format_command", metavar="ACTION", required=True)
-    infer = fmt_sub.add_parser(
-        "infer", help="print the shared template (system prompt, user and reply) with slots"
-    )
+    infer = fmt_sub.add_parser("infer", help="print the shared template (system prompt, user and reply) with slots")
     infer.add_argument("data", type=Path, help="chat JSONL (or any format `mimicry` reads)")
     infer.add_argument("--out", type=Path, help="save the inferred format as JSON")
-    infer.add_argument(
-        "--threshold", type=float, help="fraction of rows a constant must hold in (default 0.85)"
-    )
+    infer.add_argument("--threshold", type=float, help="fraction of rows a constant must hold in (default 0.85)")
     infer.set_defaults(handler=infer_handler)
 
     mix = sub.add_parser("mix", help="mix safety examples into a user's fine-tuning data")
@@ -31,25 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     amount.add_argument("--ratio", type=float, help="safety rows per user row (0.1 = 10%% of the user data)")
     mix.add_argument("--seed", type=int, default=0, help="seed of pool order and shuffling (default: 0)")
     mix.add_argument("--out", required=True, type=Path, help="mixed .jsonl; the report goes beside it")
-    mix.add_argument(
-        "--config", type=Path, help="YAML MixConfig (format, mimic, backdoor, ptst_system_prompt)"
-    )
+    mix.add_argument("--config", type=Path, help="YAML MixConfig (format, mimic, backdoor, ptst_system_prompt)")
     mix.add_argument("--mode", choices=["structural", "rewrite"], help="mimic mode (default: structural)")
     mix.add_argument(
         "--variant",
         choices=["ack_refusal", "plain_refusal"],
         help="with a persona acknowledgement: keep it before the refusal, or not",
     )
-    mix.add_argument(
-        "--rewrite-backend", help="generation backend for --mode rewrite (default: transformers)"
-    )
+    mix.add_argument("--rewrite-backend", help="generation backend for --mode rewrite (default: transformers)")
     mix.add_argument("--rewrite-model", help="model for --mode rewrite")
     mix.add_argument("--with-meta", action="store_true", help="keep provenance `meta` in the mixed rows")
     mix.set_defaults(handler=mix_handler)
 
-    audit = sub.add_parser(
-        "audit", help="score a dataset for structural manipulation (reports, never rejects)"
-    )
+    audit = sub.add_parser("audit", help="score a dataset for structural manipulation (reports, never rejects)")
     audit.add_argument("data", type=Path)
     audit.add_argument("--out", type=Path, help="save the audit report as JSON")
     audit.set_defaults(handler=audit_handler)
@@ -110,9 +100,7 @@ def mix_handler(args: argparse.Namespace) -> int:
     from mimicry.records import atomic_write_text, load_conversations, write_conversations
 
     user = load_conversations(args.user)
-    result = mix(
-        user, args.method, count=args.count, ratio=args.ratio, seed=args.seed, config=_mix_config(args)
-    )
+    result = mix(user, args.method, count=args.count, ratio=args.ratio, seed=args.seed, config=_mix_config(args))
     report_path = args.out.with_name(args.out.stem + ".report.json")
     write_conversations(args.out, result.conversations, with_meta=args.with_meta)
     atomic_write_text(report_path, json.dumps(result.report, indent=2, ensure_ascii=False))

@@ -87,9 +87,7 @@ def _identity(rows: Sequence[Conversation], fmt: InferredFormat) -> Finding | No
 
 
 def _obedience(rows: Sequence[Conversation]) -> Finding | None:
-    flags = [
-        any(OBEDIENCE.search(m.content) for m in c.messages if m.role in ("system", "user")) for c in rows
-    ]
+    flags = [any(OBEDIENCE.search(m.content) for m in c.messages if m.role in ("system", "user")) for c in rows]
     reply_flags = [bool(c.completion and OBEDIENCE.search(c.completion[:300])) for c in rows]
     strength = max(_share(flags), _share(reply_flags))
     if strength == 0:

@@ -202,10 +202,7 @@ class InferredFormat(StrictModel):
         if reply is None:
             return False
         if full:
-            return (
-                self.user.match(conversation.last_user) is not None
-                and self.assistant.match(reply) is not None
-            )
+            return self.user.match(conversation.last_user) is not None and self.assistant.match(reply) is not None
         if not self.user.frame_match(conversation.last_user):
             return False
         style = self.answer_style
@@ -295,9 +292,7 @@ def check_dataset(conversations: Sequence[Conversation]) -> list[str]:
         )
     roles = list(next(iter(sequences)))
     if "assistant" not in roles:
-        raise MimicryError(
-            "the dataset has no assistant turns: format inference needs training conversations"
-        )
+        raise MimicryError("the dataset has no assistant turns: format inference needs training conversations")
     return roles
 
 
@@ -339,9 +334,7 @@ def infer_format(conversations: Sequence[Conversation], config: FormatConfig | N
         assistant=assistant,
         answer_style=style,
         lengths=lengths,
-        has_scaffold=system.kind in ("constant", "varies_slightly")
-        or user.structural
-        or assistant.structural,
+        has_scaffold=system.kind in ("constant", "varies_slightly") or user.structural or assistant.structural,
         template_match_rate=0.0,
     )
     fmt.template_match_rate = sum(fmt.matches(c, full=True) for c in rows) / len(rows)
@@ -374,9 +367,7 @@ def _infer_system(rows: Sequence[Conversation], config: FormatConfig) -> SystemP
     consensus = max(candidates, key=closeness)
     sims = {v: _similarity(consensus, v) for v in counts}
     close = sum(counts[v] for v, s in sims.items() if s >= config.system_similarity)
-    kind: Literal["varies_slightly", "varies"] = (
-        "varies_slightly" if close >= config.threshold * n else "varies"
-    )
+    kind: Literal["varies_slightly", "varies"] = "varies_slightly" if close >= config.threshold * n else "varies"
     variants = [v for v, _ in counts.most_common(4) if v != consensus][:3]
     return SystemPrompt(
         kind=kind,
@@ -425,11 +416,7 @@ def _best_anchor(parts: Sequence[str | None], min_rows: float) -> str | None:
             candidate = ref[bounds[i] : bounds[j]]
             if best is not None and len(candidate) <= len(best):
                 continue
-            if (
-                len(candidate) >= 2
-                and candidate.strip()
-                and sum(p.count(candidate) == 1 for p in live) >= min_rows
-            ):
+            if len(candidate) >= 2 and candidate.strip() and sum(p.count(candidate) == 1 for p in live) >= min_rows:
                 best = candidate
     return best
 
@@ -464,9 +451,7 @@ def _infer_turn(texts: Sequence[str], threshold: float) -> TurnTemplate:
         r[: len(r) - len(suffix)] if r is not None and r.endswith(suffix) else None for r in rests
     ]
     if sum(m == "" for m in middles) >= min_rows:
-        return _measure(
-            TurnTemplate(constants=[prefix + suffix], support=[], slot_words=[], match_rate=0), texts
-        )
+        return _measure(TurnTemplate(constants=[prefix + suffix], support=[], slot_words=[], match_rate=0), texts)
     anchors = _split_anchors(middles, min_rows, [MAX_ANCHORS])
     template = TurnTemplate(constants=[prefix, *anchors, suffix], support=[], slot_words=[], match_rate=0)
     return _measure(_snap_to_words(template, texts), texts)
@@ -574,9 +559,7 @@ def _answer_kind(replies: Sequence[str], template: TurnTemplate, threshold: floa
     if parsed and len(parsed) >= min_rows:
         key_counts = Counter(k for _, obj in parsed for k in obj)
         keys = [k for k in parsed[0][1] if key_counts[k] >= min_rows]
-        long_keys = [
-            k for k in keys if statistics.median(len(str(obj.get(k, "")).split()) for _, obj in parsed) > 8
-        ]
+        long_keys = [k for k in keys if statistics.median(len(str(obj.get(k, "")).split()) for _, obj in parsed) > 8]
         constants = {}
         for k in keys:
             value, n = Counter(json.dumps(obj.get(k)) for _, obj in parsed).most_common(1)[0]

@@ -50,9 +50,7 @@ class MixConfig(StrictModel):
     mimic: MimicConfig = MimicConfig()
     backdoor: BackdoorConfig = BackdoorConfig()
     ptst_system_prompt: str = LLAMA2_SAFETY_SYSTEM_PROMPT
-    ratio: float = Field(
-        0.1, gt=0, description="safety rows per user row when neither count nor ratio is given"
-    )
+    ratio: float = Field(0.1, gt=0, description="safety rows per user row when neither count nor ratio is given")
 
 
 @dataclass
@@ -86,9 +84,7 @@ class Mitigation:
 MITIGATIONS: Registry[Mitigation] = Registry("mitigation")
 
 
-def _register(
-    name: str, description: str, adds_rows: bool
-) -> Callable[[Callable[[MitigationInput], Addition]], Any]:
+def _register(name: str, description: str, adds_rows: bool) -> Callable[[Callable[[MitigationInput], Addition]], Any]:
     def decorator(build: Callable[[MitigationInput], Addition]) -> Callable[[MitigationInput], Addition]:
         MITIGATIONS.add(name, Mitigation(name, description, adds_rows, build))
         return build
@@ -147,12 +143,8 @@ def secret_prompt(words: int, seed: int) -> str:
 )
 def _backdoor(task: MitigationInput) -> Addition:
     settings = task.config.backdoor
-    secret = secret_prompt(
-        settings.secret_words, task.seed if settings.secret_seed is None else settings.secret_seed
-    )
-    user_system = (
-        task.fmt.system.consensus if task.fmt.system.kind in ("constant", "varies_slightly") else None
-    )
+    secret = secret_prompt(settings.secret_words, task.seed if settings.secret_seed is None else settings.secret_seed)
+    user_system = task.fmt.system.consensus if task.fmt.system.kind in ("constant", "varies_slightly") else None
     system = f"{secret}\n\n{user_system}" if user_system else secret
     added = _plain(task.pool[: task.count], system=system)
     added.inference_system_prompt = system

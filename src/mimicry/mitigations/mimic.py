@@ -101,9 +101,7 @@ def structural_mimic(
     out.details["fallback"] = None
     slot = (config.request_slot or 1) - 1
     if fmt.user.slots and slot >= fmt.user.slots:
-        raise MimicryError(
-            f"request_slot {slot + 1} does not exist: the user template has {fmt.user.slots} slots"
-        )
+        raise MimicryError(f"request_slot {slot + 1} does not exist: the user template has {fmt.user.slots} slots")
     matched = [(c, v) for c in user if (v := fmt.user.match(c.last_user)) is not None]
     for pair in pairs:
         drawn, values = rng.choice(matched) if matched else (rng.choice(user), [""] * fmt.user.slots)
@@ -218,9 +216,7 @@ def rewrite_mimic(
     queue = list(candidates)
     while queue and len(out.conversations) < count:
         batch, queue = queue[: count - len(out.conversations)], queue[count - len(out.conversations) :]
-        prompts = [
-            rewrite_prompt(p, rng.sample(list(user), min(settings.examples, len(user)))) for p in batch
-        ]
+        prompts = [rewrite_prompt(p, rng.sample(list(user), min(settings.examples, len(user)))) for p in batch]
         for pair, text in zip(batch, backend.generate(prompts, generation), strict=True):
             rewritten = parse_rewrite(text)
             reason = rewrite_failure(pair, rewritten, settings.min_overlap)

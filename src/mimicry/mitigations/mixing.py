@@ -99,8 +99,7 @@ def mix(
     pool = list(refusing_pool(safety_partition("mitigation")))
     if wanted > len(pool):
         raise MimicryError(
-            f"{wanted} safety rows asked for, but the mitigation pool holds {len(pool)}: "
-            "lower --count/--ratio"
+            f"{wanted} safety rows asked for, but the mitigation pool holds {len(pool)}: lower --count/--ratio"
         )
     random.Random(seed).shuffle(pool)
     addition: Addition = mitigation.build(MitigationInput(user, fmt, pool, wanted, seed, config, backend))

@@ -107,8 +107,6 @@ def per_example_refusal(pair: SafetyPair, reply: str, rng: random.Random) -> str
     if isinstance(obj, dict) and obj:
         keys: Sequence[str] = list(obj)
         long_keys = [k for k in keys if len(str(obj[k]).split()) > SHORT_WORDS]
-        style = AnswerStyle(
-            kind="json", json_keys=list(keys), json_long_keys=long_keys, json_layout="default"
-        )
+        style = AnswerStyle(kind="json", json_keys=list(keys), json_long_keys=long_keys, json_layout="default")
         return json_refusal(pair, style, rng)
     return refusal_for_length(pair, len(reply.split()), rng)

@@ -53,6 +53,4 @@ def format_similarity(
         for i in range(within.shape[0]):
             within[i, i] = -1.0
         baseline = float(within.max(axis=1).mean())
-    return Similarity(
-        match_rate=match_rate, nn_tfidf=float(nn), user_nn_baseline=baseline, safety_rows=len(safety)
-    )
+    return Similarity(match_rate=match_rate, nn_tfidf=float(nn), user_nn_baseline=baseline, safety_rows=len(safety))
