@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mimicry.errors import MimicryError
 from mimicry.experiments.stages import BaseStage, materialize
 from mimicry.experiments.store import MANIFEST, ArtifactStore
 
@@ -148,3 +149,24 @@ def test_data_checksums_enter_the_key(store: ArtifactStore) -> None:
     assert list(identity["data"]) == ["safety/qi_aoa_train.json"]
     assert len(identity["data"]["safety/qi_aoa_train.json"]) == 64
     assert ReadsAoa().key({}, {"text": "w"}) != WordCount().key({}, {"text": "w"})
+
+
+def test_partial_work_that_cannot_be_resumed_is_restarted_once(store: ArtifactStore) -> None:
+    class RefusesStaleCheckpoints(BaseStage):
+        """Like the trainer: refuses a partial run written for other inputs."""
+
+        name = "strict"
+        resumable = True
+
+        def run(self, inputs: Any, config: Any, out_dir: Path) -> dict[str, Any]:
+            marker = out_dir / "run_key.txt"
+            if marker.exists() and marker.read_text() != "current":
+                raise MimicryError(f"{out_dir} holds a run with a different config")
+            marker.write_text("current")
+            return {"fresh": True}
+
+    stage = RefusesStaleCheckpoints()
+    work = store.begin("strict", stage.key({}, {}), resume=True)
+    (work / "run_key.txt").write_text("stale")
+    artifact, reused = materialize(store, stage, {}, {})
+    assert not reused and artifact.outputs == {"fresh": True}

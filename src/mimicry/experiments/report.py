@@ -139,9 +139,7 @@ class ReportBuilder:
     def presentations(self, suite: str) -> list[str]:
         return _ordered({r["presentation"] for r in self.rows if r["suite"] == suite}, PRESENTATIONS_ORDER)
 
-    def asr(
-        self, config: tuple[Any, ...], presentation: str, harm_set: str | None = None
-    ) -> Aggregate | None:
+    def asr(self, config: tuple[Any, ...], presentation: str, harm_set: str | None = None) -> Aggregate | None:
         """ASR of one set, or (harm_set None) the mean over the harmful sets present."""
         metrics = self.table.get(config, {})
         sets = [harm_set] if harm_set else self.harm_sets()
@@ -244,9 +242,7 @@ class ReportBuilder:
                         )
                 axes[0][-1].legend(fontsize=7, loc="upper right")
                 fig.suptitle(f"ASR by strategy and mitigation: {model}, {task}")
-                self._save(
-                    fig, f"asr_{slug}.png", f"ASR by strategy x mitigation ({model}, {task}; Figure 4)"
-                )
+                self._save(fig, f"asr_{slug}.png", f"ASR by strategy x mitigation ({model}, {task}; Figure 4)")
             task_metric = self.task_metric_of.get(task)
             if task_metric:
                 fig, ax = plt.subplots(figsize=(6.5, 3.4), layout="constrained")
@@ -305,9 +301,7 @@ class ReportBuilder:
             zero_asr = self.asr(zero, "in-format") if zero else None
             for mitigation in _ordered(c[3] for c in amounts if c[2] == strategy):
                 points = sorted(
-                    (c[5], self.asr(c, "in-format"))
-                    for c in amounts
-                    if c[2] == strategy and c[3] == mitigation
+                    (c[5], self.asr(c, "in-format")) for c in amounts if c[2] == strategy and c[3] == mitigation
                 )
                 xs = ([0.0] if zero_asr else []) + [p[0] for p in points if p[1]]
                 ys = ([zero_asr.value] if zero_asr else []) + [p[1].value for p in points if p[1]]
@@ -319,9 +313,7 @@ class ReportBuilder:
             ax.set_title(strategy, fontsize=9)
             ax.legend(fontsize=7)
         fig.suptitle(f"ASR against the amount of safety data: {model}, {task}")
-        self._save(
-            fig, f"asr_vs_amount_{slug}.png", f"ASR against the amount of safety data ({model}, {task})"
-        )
+        self._save(fig, f"asr_vs_amount_{slug}.png", f"ASR against the amount of safety data ({model}, {task})")
 
     # -- markdown ----------------------------------------------------------------------------------
 
@@ -343,9 +335,7 @@ class ReportBuilder:
                 lines.append("|---|---|---|---|" + "---|" * len(presentations))
                 for suite, metric, set_name, judge in row_keys:
                     cells = [
-                        metrics[key].cell_text()
-                        if (key := (suite, metric, set_name, p, judge)) in metrics
-                        else ""
+                        metrics[key].cell_text() if (key := (suite, metric, set_name, p, judge)) in metrics else ""
                         for p in presentations
                     ]
                     row = f"| {suite} | {metric} | {set_name} | {judge or ''} | "
@@ -363,8 +353,7 @@ class ReportBuilder:
         notes = [
             f"- `{path}`: {manifest[path].license}"
             for path in sorted(used)
-            if path in manifest
-            and any(m.lower() in manifest[path].license.lower() for m in NON_COMMERCIAL_MARKERS)
+            if path in manifest and any(m.lower() in manifest[path].license.lower() for m in NON_COMMERCIAL_MARKERS)
         ]
         if not notes:
             return ["No non-commercial dataset was used."]
@@ -385,8 +374,7 @@ class ReportBuilder:
         ]
         for model in p.get("models", []):
             lines.append(
-                f"- model: `{model['name']}`"
-                + (" (aligned by the cached align stage)" if model.get("align") else "")
+                f"- model: `{model['name']}`" + (" (aligned by the cached align stage)" if model.get("align") else "")
             )
         versions = ", ".join(f"{k} {v}" for k, v in p.get("package_versions", {}).items())
         lines.append(f"- packages: {versions}")

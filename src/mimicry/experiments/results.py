@@ -68,9 +68,7 @@ def write_results(path: Path, rows: Iterable[Mapping[str, Any]]) -> int:
 def read_results(path: Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
-        raise MimicryError(
-            f"no results table at {path}: run `mimicry run CONFIG.yaml --run-dir {path.parent}` first"
-        )
+        raise MimicryError(f"no results table at {path}: run `mimicry run CONFIG.yaml --run-dir {path.parent}` first")
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         db.row_factory = sqlite3.Row
         try:

@@ -51,9 +51,7 @@ class Runner:
         from mimicry.paths import artifacts_dir
 
         if skip_align:  # fine-tune the models as named; results then name them as such, too
-            grid = grid.model_copy(
-                update={"models": [m.model_copy(update={"align": False}) for m in grid.models]}
-            )
+            grid = grid.model_copy(update={"models": [m.model_copy(update={"align": False}) for m in grid.models]})
         self.grid = grid
         self.run_dir = Path(run_dir)
         self.store = store or ArtifactStore(artifacts_dir())
@@ -163,8 +161,7 @@ class Runner:
                 def on_stage(stage: str, cell_number: int = number, this: Cell = cell) -> None:
                     progress.update(
                         current,
-                        description=f"cell {cell_number}/{len(cells)}: {this.describe()}"
-                        f" [bold]{stage}[/bold]",
+                        description=f"cell {cell_number}/{len(cells)}: {this.describe()} [bold]{stage}[/bold]",
                     )
 
                 self._on_stage = on_stage
@@ -172,9 +169,7 @@ class Runner:
                 progress.update(current, completed=self.stages_of(cell))
                 progress.advance(overall, self.stages_of(cell))
                 keys = {stage: a.key for stage, a in artifacts.items()}
-                index.append(
-                    {"cell": cell.id, **cell.fields(), "fine_tuned": cell.fine_tuned, "artifacts": keys}
-                )
+                index.append({"cell": cell.id, **cell.fields(), "fine_tuned": cell.fine_tuned, "artifacts": keys})
                 rows.extend(result_rows(cell, artifacts))
                 self.write_index(index)
                 self.outcome.results = write_results(self.run_dir / RESULTS_FILE, rows)
@@ -257,10 +252,7 @@ def result_rows(cell: Cell, artifacts: dict[str, Artifact]) -> list[dict[str, An
     evaluation = artifacts["evaluate"]
     metrics = json.loads(evaluation.path("rows").read_text(encoding="utf-8"))
     keys = {f"{'eval' if stage == 'evaluate' else stage}_key": a.key for stage, a in artifacts.items()}
-    return [
-        {"cell_id": cell.id, **cell.fields(), "fine_tuned": int(cell.fine_tuned), **m, **keys}
-        for m in metrics
-    ]
+    return [{"cell_id": cell.id, **cell.fields(), "fine_tuned": int(cell.fine_tuned), **m, **keys} for m in metrics]
 
 
 def used_data_files(grid: GridConfig) -> set[str]:

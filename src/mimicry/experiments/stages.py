@@ -47,8 +47,13 @@ def materialize(store: ArtifactStore, stage: Stage, inputs: Inputs, config: Conf
     """The stage's artifact for these inputs and config, and whether it was found finished.
 
     The lock makes a second process wait for, then reuse, what the first one computes. An
-    artifact whose external outputs no longer check out (`is_valid`) is recomputed.
+    artifact whose external outputs no longer check out (`is_valid`) is recomputed. A resumable
+    stage that refuses the partial work of a killed run (e.g. the trainer finds a checkpoint of
+    code that has changed since) starts afresh once, with a warning.
     """
+    from mimicry.console import warn
+    from mimicry.errors import MimicryError
+
     key = stage.key(inputs, config)
     with store.lock(stage.name, key):
         found = store.get(stage.name, key)
@@ -57,8 +62,16 @@ def materialize(store: ArtifactStore, stage: Stage, inputs: Inputs, config: Conf
         if found is not None:
             store.discard(stage.name, key)
         work = store.begin(stage.name, key, resume=stage.resumable)
+        resuming = stage.resumable and any(work.iterdir())
         watch = Stopwatch()
-        outputs = stage.run(inputs, config, work)
+        try:
+            outputs = stage.run(inputs, config, work)
+        except MimicryError as err:
+            if not resuming:
+                raise
+            warn(f"{stage.name}: the partial work in {work} cannot be resumed ({err}); starting afresh")
+            work = store.begin(stage.name, key, resume=False)
+            outputs = stage.run(inputs, config, work)
         record = {**stage.identity(inputs, config), "outputs": outputs, "timings": watch.record()}
         return store.commit(stage.name, key, work, record), False
 
@@ -104,9 +117,7 @@ def model_input_ref(value: Any) -> str:
 def directory_fingerprint(path: Path) -> str:
     """Names, sizes and modification times of a directory's files: cheap change detection."""
     entries = sorted(
-        (str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime))
-        for p in path.rglob("*")
-        if p.is_file()
+        (str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime)) for p in path.rglob("*") if p.is_file()
     )
     return hash_obj(entries)
 
@@ -206,9 +217,7 @@ class BuildStage(BaseStage):
 
         strategy = get_strategy(config["strategy"])
         examples = load_task(config["task"]).examples(config["split"], config["limit"], config["sample_seed"])
-        rows = write_conversations(
-            out_dir / "data.jsonl", [strategy.render(e) for e in examples], with_meta=True
-        )
+        rows = write_conversations(out_dir / "data.jsonl", [strategy.render(e) for e in examples], with_meta=True)
         return {"data": "data.jsonl", "rows": rows, CONTENT_OUTPUT: sha256_file(out_dir / "data.jsonl")}
 
 
@@ -311,9 +320,7 @@ class EvaluateStage(BaseStage):
         from mimicry.generation import get_backend
 
         generation = config["generation"]
-        backend = get_backend(
-            generation["backend"], model_input_ref(inputs["model"]), **generation["options"]
-        )
+        backend = get_backend(generation["backend"], model_input_ref(inputs["model"]), **generation["options"])
         if config.get("inference_system_prompt"):
             backend = SystemPromptBackend(backend, config["inference_system_prompt"])
         summary = evaluate(
