@@ -3,7 +3,8 @@
 - the machine's bf16 matmul ceiling (large bf16 matmuls, FLOP/s), giving model FLOP utilisation
   MFU = 6 x parameters x tokens/s / ceiling (the 6N rule counts weight gradients, so for LoRA it
   is an upper bound on the work done);
-- a plain PyTorch loop (forward, backward, AdamW step, same bf16 autocast) on the same batches:
+- a plain PyTorch loop (forward, backward, AdamW step, bf16 autocast exactly where the Trainer
+  uses it: `mimicry.training.sft.bf16_supported`) on the same batches:
   the ratio trainer / plain loop is what the HF Trainer's machinery costs.
 
 Each measurement runs in its own process so its peak memory (max RSS, or CUDA max allocated) is
@@ -38,31 +39,41 @@ def batches(tokenizer, batch_size: int, seq_len: int, steps: int) -> tuple[list,
     chosen, rows = [], []
     for conversation in load_instruction_set("alpaca_gpt4"):
         row = tokenize_conversation(conversation, tokenizer)
-        if len(row["input_ids"]) >= seq_len:
+        cut = {key: values[:seq_len] for key, values in row.items()}
+        # Full-length rows whose reply starts early enough to carry loss on most tokens.
+        if len(row["input_ids"]) >= seq_len and sum(t != -100 for t in cut["labels"]) >= seq_len // 2:
             chosen.append(conversation)
-            rows.append({key: values[:seq_len] for key, values in row.items()})
+            rows.append(cut)
         if len(rows) == batch_size * steps:
             return chosen, rows
     raise SystemExit(f"only {len(rows)} conversations reach {seq_len} tokens; lower --seq-len")
 
 
-def probe(args: argparse.Namespace) -> dict:
+def matmul_flops(dtype_name: str, seconds: float = 3.0) -> tuple[float, int]:
+    """FLOP/s of repeated square matmuls in `dtype_name`, and the matrix size used."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     n = 4096 if device == "cuda" else 1024
-    a = torch.randn(n, n, dtype=torch.bfloat16, device=device)
-    b = torch.randn(n, n, dtype=torch.bfloat16, device=device)
+    a = torch.randn(n, n, dtype=getattr(torch, dtype_name), device=device)
+    b = torch.randn(n, n, dtype=getattr(torch, dtype_name), device=device)
     for _ in range(3):
         a @ b
     repeats, started = 0, time.perf_counter()
-    while time.perf_counter() - started < 3.0:
+    while time.perf_counter() - started < seconds:
         a @ b
         repeats += 1
     if device == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    return {"flops_per_s": 2 * n**3 * repeats / seconds, "matrix": n}
+    return 2 * n**3 * repeats / (time.perf_counter() - started), n
+
+
+def probe(args: argparse.Namespace) -> dict:
+    """The bf16 ceiling the MFU is quoted against, and fp32's: on CPUs without native bf16 the
+    fp32 one is higher and training runs in fp32 there."""
+    bf16, n = matmul_flops("bfloat16")
+    fp32, _ = matmul_flops("float32")
+    return {"flops_per_s": bf16, "fp32_flops_per_s": fp32, "matrix": n}
 
 
 class _Timer:
@@ -109,8 +120,10 @@ def loop(args: argparse.Namespace, method: str) -> dict:
     from transformers import DataCollatorForSeq2Seq
 
     from mimicry.models import load_causal_lm
+    from mimicry.training.sft import bf16_supported
 
     model, tokenizer = load_causal_lm(args.model, dtype="float32")
+    use_bf16 = bf16_supported()
     _, rows = batches(tokenizer, args.batch_size, args.seq_len, args.steps)
     if method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -127,7 +140,7 @@ def loop(args: argparse.Namespace, method: str) -> dict:
         batch = {
             k: v.to(device) for k, v in collate(rows[step * args.batch_size : (step + 1) * args.batch_size]).items()
         }
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()
@@ -158,7 +171,9 @@ def run_variant(args: argparse.Namespace) -> dict:
         result["peak_memory_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if kind != "probe":
         from mimicry.models import count_parameters, resolve_model
+        from mimicry.training.sft import bf16_supported
 
+        result["bf16"] = bf16_supported()
         result["parameters"] = count_parameters(resolve_model(args.model))
     return result
 
@@ -197,23 +212,24 @@ def main() -> None:
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
 
     ceiling = results["probe"]["flops_per_s"]
+    fp32_ceiling = results["probe"]["fp32_flops_per_s"]
     print(
-        f"bf16 matmul ceiling: {ceiling / 1e9:,.1f} GFLOP/s "
+        f"matmul ceiling: bf16 {ceiling / 1e9:,.1f} GFLOP/s, fp32 {fp32_ceiling / 1e9:,.1f} GFLOP/s "
         f"({results['probe']['matrix']}^3 matmuls; peak RSS {results['probe']['peak_memory_mib']:,.0f} MiB)"
     )
     print(
         f"model {args.model}, batch {args.batch_size} x {args.seq_len} tokens, {args.steps} steps "
-        f"({WARMUP_STEPS} warm-up)"
+        f"({WARMUP_STEPS} warm-up), bf16 autocast: {results['trainer-full']['bf16']}"
     )
-    print(f"{'variant':<14}{'tokens/s':>10}{'MFU (6N)':>10}{'vs loop':>9}{'peak MiB':>10}")
+    print(f"{'variant':<14}{'tokens/s':>10}{'MFU bf16':>10}{'MFU fp32':>10}{'vs loop':>9}{'peak MiB':>10}")
     for method in ("full", "lora"):
         loop_speed = results[f"loop-{method}"]["tokens_per_s"]
         for kind in ("trainer", "loop"):
             r = results[f"{kind}-{method}"]
-            mfu = 6 * r["parameters"] * r["tokens_per_s"] / ceiling
-            ratio = r["tokens_per_s"] / loop_speed
+            model_flops = 6 * r["parameters"] * r["tokens_per_s"]
             print(
-                f"{kind + '-' + method:<14}{r['tokens_per_s']:>10,.0f}{mfu:>10.1%}{ratio:>9.2f}"
+                f"{kind + '-' + method:<14}{r['tokens_per_s']:>10,.0f}{model_flops / ceiling:>10.1%}"
+                f"{model_flops / fp32_ceiling:>10.1%}{r['tokens_per_s'] / loop_speed:>9.2f}"
                 f"{r['peak_memory_mib']:>10,.0f}"
             )
 

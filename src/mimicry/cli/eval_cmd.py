@@ -70,7 +70,7 @@ def print_summary(summary) -> None:  # summary: EvalSummary
 
     table = Table(title=f"{summary.model}  ->  {summary.out_dir}")
     for col in ("suite", "metric", "set", "presentation", "judge"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for col in ("value", "95% CI", "n", "unparsed"):
         table.add_column(col, justify="right")
     for r in summary.rows:
