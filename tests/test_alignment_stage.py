@@ -12,25 +12,12 @@ from mimicry.training.alignment import AlignConfig, RefusalEvalConfig, align  # 
 from mimicry.training.sft import SFTConfig  # noqa: E402
 
 
-def test_align_saves_a_merged_model_loadable_by_name_with_its_refusal_rates(tmp_path, monkeypatch):
-    from transformers import LlamaConfig, LlamaForCausalLM
+def test_align_saves_a_merged_model_loadable_by_name_with_its_refusal_rates(
+    tmp_path, monkeypatch, make_tiny_llama, smollm2_tokenizer
+):
+    from mimicry.models import load_causal_lm, resolve_model
 
-    from mimicry.models import load_causal_lm, load_tokenizer, resolve_model
-
-    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
-    base = tmp_path / "tiny-base"
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=128,
-        )
-    ).save_pretrained(base)
-    tokenizer.save_pretrained(base)
+    base = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny-base", layers=1, max_positions=128)
     monkeypatch.setenv("MIMICRY_MODELS", str(tmp_path / "models"))
 
     config = AlignConfig(

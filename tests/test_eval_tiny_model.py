@@ -16,11 +16,10 @@ pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def tiny_backend():
+def tiny_backend(make_tiny_llama):
     import importlib.metadata
 
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from mimicry.generation.transformers_backend import TransformersBackend
     from mimicry.models import is_prepared, prepared_dir
@@ -32,11 +31,7 @@ def tiny_backend():
         gguf = next(f for f in dist.files or [] if str(f).endswith(".gguf"))
         path = Path(dist.locate_file(gguf))
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    model = LlamaForCausalLM(config)
+    model = make_tiny_llama(tokenizer, layers=1, heads=2, kv_heads=1, max_positions=2048)
     return TransformersBackend("tiny-random-llama", model_obj=model, tokenizer=tokenizer)
 
 

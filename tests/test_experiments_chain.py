@@ -28,31 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from mimicry.models import load_tokenizer, resolve_model
-
-    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def tiny_model_dir(make_tiny_llama, smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_llama(smollm2_tokenizer, tmp_path_factory.mktemp("tiny-llama"), tie_word_embeddings=True)
 
 
 def tiny_grid(model: Path, **changes: object) -> GridConfig:

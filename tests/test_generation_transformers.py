@@ -26,33 +26,13 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a CPU shared with other jobs, tiny matmuls run ~50x faster on one thread than on two."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def backend() -> TransformersBackend:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from mimicry.models import prepare_model
-
-    tokenizer = AutoTokenizer.from_pretrained(prepare_model("smollm2-135m"))
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return TransformersBackend("tiny-llama", model_obj=LlamaForCausalLM(config), tokenizer=tokenizer)
+def backend(make_tiny_llama, smollm2_tokenizer) -> TransformersBackend:
+    model = make_tiny_llama(smollm2_tokenizer, hidden_size=64, intermediate_size=128)
+    return TransformersBackend("tiny-llama", model_obj=model, tokenizer=smollm2_tokenizer)
 
 
 def test_batched_generation_equals_one_prompt_at_a_time(backend: TransformersBackend) -> None:

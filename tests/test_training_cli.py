@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from mimicry.cli import main
 
 
@@ -27,26 +25,8 @@ def test_align_rejects_an_unknown_config_key(tmp_path, capsys):
     assert "Did you mean 'safety_pairs'?" in capsys.readouterr().err
 
 
-def test_train_command_trains_a_tiny_model(tmp_path, capsys):
-    pytest.importorskip("torch")
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from mimicry.models import load_tokenizer, resolve_model
-
-    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
-    model_dir = tmp_path / "tiny"
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=128,
-        )
-    ).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+def test_train_command_trains_a_tiny_model(tmp_path, capsys, make_tiny_llama, smollm2_tokenizer):
+    model_dir = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny", layers=1, max_positions=128)
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n" for i in range(6)))
     config = tmp_path / "sft.yaml"

@@ -17,35 +17,15 @@ from mimicry.training.tokenize import IGNORE_INDEX, tokenize_conversation, token
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from mimicry.models import load_tokenizer, resolve_model
-
-    return load_tokenizer(resolve_model("smollm2-135m"))
+def tokenizer(smollm2_tokenizer):
+    return smollm2_tokenizer
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tokenizer, tmp_path_factory) -> Path:
+def tiny_model_dir(make_tiny_llama, tokenizer, tmp_path_factory) -> Path:
     """A 2-layer random Llama sharing SmolLM2's vocabulary, saved like any model directory."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
     path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return make_tiny_llama(tokenizer, path, max_positions=256, tie_word_embeddings=True)
 
 
 def _conversations(n: int = 12) -> list[Conversation]:
