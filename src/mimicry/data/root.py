@@ -65,10 +65,6 @@ class DataRoot:
                 expected[name.lstrip("*")] = digest
         return expected
 
-    def checksum(self, relative: str) -> str:
-        """The recorded SHA-256 of a bundle file (for provenance), verified lazily by `check`."""
-        return self.expected_checksums().get(relative) or sha256_file(self.file(relative))
-
     def check(self) -> list[FileCheck]:
         results = []
         for name, digest in sorted(self.expected_checksums().items()):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 from mimicry.evaluation.judges import Judge
@@ -142,10 +142,6 @@ def subsets(rows: Sequence[ValidationRow]) -> dict[str, list[ValidationRow]]:
         "test, harmful prompts": [r for r in test if r.prompt_kind == "harmful"],
         "all rows": list(rows),
     }
-
-
-def rows_to_json(rows: Sequence[ValidationRow]) -> list[dict]:
-    return [asdict(r) for r in rows]
 
 
 REGENERATE_COMMAND = "mimicry eval validate-judges --write docs/judge-validation.md"

@@ -22,7 +22,6 @@ from mimicry.records import atomic_write_text
 
 HARM_SUITE = "harm"
 HARM_METRIC = "asr"
-OVERREFUSAL_SUITE = "overrefusal"
 TASK_SUITE = "task"
 HARM_SETS_ORDER = ("harmful_instructions", "harmful_questions", "advbench")
 PRESENTATIONS_ORDER = ("plain", "in-format")

@@ -26,7 +26,7 @@ from mimicry.hashing import canonical_json
 from mimicry.records import atomic_write_text
 
 MANIFEST = "manifest.json"
-PROVENANCE_PACKAGES = ("mimicry", "torch", "transformers", "peft", "trl", "accelerate", "pydantic", "vllm")
+PROVENANCE_PACKAGES = ("mimicry", "torch", "transformers", "peft", "accelerate", "pydantic", "vllm")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 RUN_CARD = "run_card.json"
 RUN_KEY = "run_key.txt"
-PACKAGES = ("mimicry", "torch", "transformers", "peft", "trl", "accelerate")
+PACKAGES = ("mimicry", "torch", "transformers", "peft", "accelerate")
 
 
 class SFTConfig(StrictModel):
