@@ -33,6 +33,13 @@ def bootstrap_ci(
         stats = data[idx].mean(axis=1)
     else:
         stats = np.array([statistic(data[row]) for row in idx], dtype=float)
+    return _percentile_interval(stats, level)
+
+
+def _percentile_interval(stats: Any, level: float) -> tuple[float, float]:
+    """The central `level` interval of bootstrap statistics, ignoring undefined (NaN) resamples."""
+    import numpy as np
+
     stats = stats[~np.isnan(stats)]
     if len(stats) == 0:
         return math.nan, math.nan
@@ -86,13 +93,7 @@ def bootstrap_kappa_ci(
     y = np.asarray(b, dtype=float)
     idx = np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))
     xs, ys = x[idx], y[idx]
-    kappas = _kappa((xs == ys).mean(axis=1), xs.mean(axis=1), ys.mean(axis=1))
-    kappas = kappas[~np.isnan(kappas)]
-    if len(kappas) == 0:
-        return math.nan, math.nan
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(kappas, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile_interval(_kappa((xs == ys).mean(axis=1), xs.mean(axis=1), ys.mean(axis=1)), level)
 
 
 def precision_recall(predicted: Sequence[bool], actual: Sequence[bool]) -> tuple[float, float, float]:
