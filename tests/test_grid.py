@@ -101,15 +101,3 @@ def test_expansion_gives_baselines_then_every_combination(tmp_path: Path) -> Non
 def test_shipped_configs_validate(name: str) -> None:
     grid = load_grid(REPO / "configs" / f"{name}.yaml")
     assert expand(grid)
-
-
-def test_importing_the_experiments_package_and_its_cli_stays_light() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, mimicry.experiments, mimicry.cli.run_cmd; "
-        "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

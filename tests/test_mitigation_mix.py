@@ -256,15 +256,3 @@ def test_cli_rejects_bad_input_without_writing(tmp_path, capsys):
     assert main(["mix", "--user", str(mixed_roles), "--method", "mimic", "--count", "2", "--out", str(out)]) == 2
     assert "inconsistent roles" in capsys.readouterr().err
     assert not out.exists()
-
-
-def test_importing_mitigations_and_their_cli_loads_no_heavy_library():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, mimicry.mitigations, mimicry.cli.mitigations_cmd; "
-        "print(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"

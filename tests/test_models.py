@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -193,13 +191,3 @@ def test_models_cli_lists_and_refuses_unknown_names(capsys: pytest.CaptureFixtur
         assert name in listing
     assert main(["models", "prepare", "no-such-model"]) == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
-
-
-def test_importing_models_and_backends_does_not_import_torch() -> None:
-    code = (
-        "import sys, mimicry.models, mimicry.cli.models_cmd, mimicry.generation.transformers_backend, "
-        "mimicry.generation.openai_backend, mimicry.generation.vllm_backend; "
-        "print('torch' in sys.modules, 'transformers' in sys.modules)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["False", "False"]
