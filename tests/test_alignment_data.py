@@ -69,3 +69,28 @@ def test_evaluation_sample_is_seeded_and_spread_over_the_set():
     everything = [p.text for p in load_prompt_set("xstest_safe")]
     assert sample != everything[:50]
     assert sample_prompts("xstest_safe", None, seed=0) == everything
+
+
+def test_self_answers_replace_benign_answers_only_and_are_cached(
+    tmp_path, smollm2_tokenizer, make_tiny_llama, one_torch_thread, monkeypatch
+):
+    from mimicry.training import alignment
+
+    model_dir = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny")
+    config = AlignConfig(safety_pairs=3, benign={"alpaca_tiny": 4}, benign_answers="self", self_answer_tokens=4)
+    data = alignment_training_data(config)
+    answered = alignment.self_answered(str(model_dir), data, config)
+
+    refusals = [c for c in data if c.meta["source"] == "bianchi_safety"]
+    assert [c for c in answered if c.meta["source"] == "bianchi_safety"] == refusals
+    benign = [c for c in answered if c.meta["source"] != "bianchi_safety"]
+    originals = {c.last_user: c.completion for c in data}
+    assert benign, "a random model's replies are noise, not refusals, so benign rows remain"
+    for c in benign:
+        assert c.meta["answer"] == "self" and c.completion and c.completion != originals[c.last_user]
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("the cached self-answers should have been reused")
+
+    monkeypatch.setattr("mimicry.generation.transformers_backend.TransformersBackend", no_generation)
+    assert alignment.self_answered(str(model_dir), data, config) == answered

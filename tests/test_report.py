@@ -150,6 +150,26 @@ def test_report_has_tables_figures_provenance_and_licences(run_dir: Path) -> Non
     assert "| `tasks/piqa_valid.jsonl` | `" + "0" * 64 + "` |" in text
 
 
+def test_summary_table_and_judge_agreement(run_dir: Path) -> None:
+    rows = fixture_rows()
+    kappas = [0.8, 0.6]
+    for kappa, cell in zip(kappas, ("aoa-none-None-0", "aoa-none-None-1"), strict=True):
+        base = next(r for r in rows if r["cell_id"] == cell)
+        rows.append({**base, "suite": "harm", "metric": "kappa", "set": "all", "presentation": "all",
+                     "judge": "keyword vs learned", "value": kappa, "ci_low": None, "ci_high": None, "n": 60})
+    write_results(run_dir / RESULTS_FILE, rows)
+    text = write_report(run_dir).read_text()
+    summary = text.split("## Summary")[1].split("## Judge agreement")[0]
+    # aoa / none: ASR 0.5 (seed 0) and 0.6 (seed 1) on every set -> 0.55; over-refusal 0.3 plain only.
+    assert "| aoa | none | 0.55 | 0.55 | 0.30 |  | 0.60 |" in summary
+    assert "| benign | baseline | 0.20 | 0.20 | 0.30 |  | 0.60 |" in summary
+    assert "| keyword vs learned | 2 | 120 | 0.70 | 0.60 | 0.80 |" in text
+
+
+def test_report_with_one_judge_says_there_is_no_agreement(run_dir: Path) -> None:
+    assert "Only one judge was run" in write_report(run_dir).read_text()
+
+
 def test_report_on_a_missing_run_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(MimicryError, match="mimicry run CONFIG.yaml"):
         write_report(tmp_path)

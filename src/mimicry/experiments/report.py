@@ -23,6 +23,9 @@ from mimicry.records import atomic_write_text
 HARM_SUITE = "harm"
 HARM_METRIC = "asr"
 TASK_SUITE = "task"
+OVERREFUSAL_SUITE = "overrefusal"
+OVERREFUSAL_METRIC = "refusal_rate"
+KAPPA_METRIC = "kappa"
 HARM_SETS_ORDER = ("harmful_instructions", "harmful_questions", "advbench")
 PRESENTATIONS_ORDER = ("plain", "in-format")
 NON_COMMERCIAL_MARKERS = ("NC", "non-commercial", "research use")
@@ -342,6 +345,54 @@ class ReportBuilder:
                 lines.append("")
         return lines
 
+    def summary_tables(self) -> list[str]:
+        """One compact table per model x task: the headline numbers of every configuration."""
+        lines: list[str] = []
+        for (model, task), configs in self.groups().items():
+            metric = self.task_metric_of.get(task, "task")
+            lines += [
+                f"### {model} on {task}\n",
+                f"ASR is the mean over the harmful sets ({self.harm_judge} judge); over-refusal is the "
+                "keyword refusal rate on the over-refusal sets.\n",
+                f"| strategy | mitigation | ASR plain | ASR in-format | over-refusal plain | "
+                f"over-refusal in-format | {metric} |",
+                "|---|---|---:|---:|---:|---:|---:|",
+            ]
+            for config in sorted(configs, key=lambda c: (str(c[2]), c[3] != BASELINE, c[3] != "none",
+                                                         str(c[3]), c[5] or 0)):
+                cells = [self.asr(config, p) for p in PRESENTATIONS_ORDER]
+                cells += [self.overrefusal(config, p) for p in PRESENTATIONS_ORDER]
+                cells.append(self.task_accuracy(config))
+                text = [f"{a.value:.2f}" if a is not None else "" for a in cells]
+                lines.append(f"| {config[2]} | {config_label(config)} | " + " | ".join(text) + " |")
+            lines.append("")
+        return lines
+
+    def overrefusal(self, config: tuple[Any, ...], presentation: str) -> Aggregate | None:
+        found = [a for k, a in self.table.get(config, {}).items()
+                 if k[:2] == (OVERREFUSAL_SUITE, OVERREFUSAL_METRIC) and k[3] == presentation]
+        if not found:
+            return None
+        merged = Aggregate(config, (OVERREFUSAL_SUITE, OVERREFUSAL_METRIC, "mean of sets", presentation, None))
+        merged.values = [sum(a.value for a in found) / len(found)]
+        return merged
+
+    def judge_agreement(self) -> list[str]:
+        """Cohen's kappa per judge pair, over every cell's harm replies: how far the numbers depend on the judge."""
+        by_pair: dict[str, list[tuple[float, int]]] = defaultdict(list)
+        for r in self.rows:
+            if r["suite"] == HARM_SUITE and r["metric"] == KAPPA_METRIC and r["value"] is not None:
+                by_pair[r["judge"]].append((float(r["value"]), int(r["n"] or 0)))
+        if not by_pair:
+            return ["Only one judge was run, so there is no agreement to report.", ""]
+        lines = ["| judges | cells | replies judged | mean kappa | min | max |", "|---|---:|---:|---:|---:|---:|"]
+        for pair, found in sorted(by_pair.items()):
+            kappas = [k for k, _ in found]
+            lines.append(f"| {pair} | {len(found)} | {sum(n for _, n in found)} | "
+                         f"{sum(kappas) / len(kappas):.2f} | {min(kappas):.2f} | {max(kappas):.2f} |")
+        lines.append("")
+        return lines
+
     def licence_notes(self) -> list[str]:
         from mimicry.data.root import data_root
 
@@ -398,6 +449,7 @@ class ReportBuilder:
                 "95% bootstrap bounds; `(seeds a-b)` gives the range over seeds.",
                 "",
             ]
+        lines += ["## Summary", "", *self.summary_tables(), "## Judge agreement", "", *self.judge_agreement()]
         lines += ["## Figures", ""]
         lines += [f"### {title}\n\n![{title}]({path})\n" for title, path in self.figures]
         lines += [

@@ -6,8 +6,10 @@ Bianchi et al.'s safety pool (the mitigation part is never touched here) mixed w
 instruction data, a good share of it on sensitive-sounding topics so that the model learns to
 refuse harm rather than topics. Two filters keep the signal clean for a keyword judge: safety
 pairs whose refusal the keyword check does not recognise are left out, and so are benign
-examples whose answer reads like a refusal. Nothing that nearly duplicates an evaluation
-prompt is trained on.
+examples whose answer reads like a refusal. By default the benign prompts are answered by the
+base model itself (self-distillation): those rows then pull the model back to where it was, so
+the LoRA learns to refuse harm without drifting into refusing sensitive-sounding topics. Nothing
+that nearly duplicates an evaluation prompt is trained on.
 
 The merged model is saved under `models_dir()/<model>-aligned` with its measured refusal
 rates (`alignment.json`), and registered so that `<model>-aligned` resolves by name.
@@ -20,7 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -29,7 +31,7 @@ from mimicry.console import info
 from mimicry.errors import MimicryError
 from mimicry.hashing import canonical_json, hash_obj
 from mimicry.paths import artifacts_dir, models_dir
-from mimicry.records import Conversation, atomic_write_text
+from mimicry.records import Conversation, Message, atomic_write_text
 from mimicry.training.sft import SFTConfig, TrainResult, train_sft
 
 ALIGNMENT_FILE = "alignment.json"
@@ -46,14 +48,24 @@ class RefusalEvalConfig(StrictModel):
 
 
 class AlignConfig(StrictModel):
-    """The default recipe: about 1 refusal per 2 benign examples, most benign ones on sensitive topics.
+    """The default recipe: 1 refusal per 2 benign rows, the benign rows answered by the model itself.
 
-    One epoch at a LoRA learning rate of 4e-4, 128-token rows (the keyword judge reads only a
-    reply's opening, and the opening is what alignment must change), so it fits the CPU budget.
+    Self-answers (self-distillation) keep the benign rows where the model already is, so the
+    training moves it only towards refusing harmful requests; with the datasets' own answers
+    the model drifts and over-refuses more (docs/training.md has the measurements). One epoch at
+    a LoRA learning rate of 4e-4 on 96-token rows (the keyword judge reads only a reply's
+    opening, and the opening is what alignment must change) keeps it within the CPU budget.
     """
 
-    safety_pairs: int = Field(180, ge=1, description="refusal pairs from the alignment part of the safety pool")
-    benign: dict[str, int] = {"alpaca_gpt4": 120, "alpaca_safety_topics": 200, "dolly_safety_topics": 60}
+    safety_pairs: int = Field(300, ge=1, description="refusal pairs from the alignment part of the safety pool")
+    benign: dict[str, int] = {"alpaca_gpt4": 180, "alpaca_safety_topics": 300, "dolly_safety_topics": 120}
+    benign_answers: Literal["dataset", "self"] = Field(
+        "self",
+        description="'self': the base model's own greedy replies replace the datasets' answers "
+        "(self-distillation), so the benign rows hold the model where it was and only refusals move it",
+    )
+    self_answer_tokens: int = Field(64, ge=1, description="new tokens per self-answer")
+    self_answer_batch_size: int = Field(32, ge=1)
     seed: int = 0
     sft: SFTConfig = SFTConfig(
         method="lora",
@@ -62,9 +74,9 @@ class AlignConfig(StrictModel):
         learning_rate=4e-4,
         epochs=1,
         batch_size=8,
-        max_length=128,
-        save_steps=10,
-        logging_steps=2,
+        max_length=96,
+        save_steps=20,
+        logging_steps=5,
     )
     evaluation: RefusalEvalConfig = RefusalEvalConfig()
 
@@ -86,14 +98,15 @@ def alignment_training_data(config: AlignConfig) -> list[Conversation]:
     from mimicry.data.sources import load_instruction_set, safety_partition
     from mimicry.evaluation.refusal import is_refusal
 
-    rng = random.Random(config.seed)
     pairs = [p for p in safety_partition("alignment") if is_refusal(p.refusal)]
     if config.safety_pairs > len(pairs):
         raise MimicryError(
             f"safety_pairs={config.safety_pairs} but the alignment part of the safety pool has only "
             f"{len(pairs)} pairs with a recognisable refusal; lower safety_pairs"
         )
-    chosen = rng.sample(pairs, config.safety_pairs)
+    # One generator per source, so changing one count leaves the other sources' samples alone
+    # (and cached self-answers stay valid).
+    chosen = random.Random(f"{config.seed}-safety").sample(pairs, config.safety_pairs)
     data = [Conversation.from_turns(p.instruction, p.refusal, source="bianchi_safety", id=p.id) for p in chosen]
     for name, count in sorted(config.benign.items()):
         usable = [
@@ -103,9 +116,46 @@ def alignment_training_data(config: AlignConfig) -> list[Conversation]:
         ]
         if count > len(usable):
             raise MimicryError(f"benign.{name}={count} but only {len(usable)} usable examples exist; lower it")
-        data.extend(rng.sample(usable, count))
-    rng.shuffle(data)
+        data.extend(random.Random(f"{config.seed}-{name}").sample(usable, count))
+    random.Random(config.seed).shuffle(data)
     return data
+
+
+def self_answered(model: str, data: list[Conversation], config: AlignConfig) -> list[Conversation]:
+    """Replace each benign answer by the base model's own greedy reply (cached per model and prompts).
+
+    Safety pairs keep their refusals. A self-answer that reads like a refusal drops its row, as
+    a dataset answer would.
+    """
+    from mimicry.evaluation.refusal import is_refusal
+    from mimicry.generation.base import GenerationConfig
+    from mimicry.generation.transformers_backend import TransformersBackend
+
+    benign = [i for i, c in enumerate(data) if c.meta.get("source") != "bianchi_safety"]
+    prompts = [data[i].prompt_messages for i in benign]
+    key = hash_obj({"model": model, "prompts": [[m.model_dump() for m in p] for p in prompts],
+                    "max_new_tokens": config.self_answer_tokens})
+    cache = artifacts_dir() / "alignment-self-answers" / f"{key}.json"
+    if cache.is_file():
+        replies = json.loads(cache.read_text(encoding="utf-8"))
+    else:
+        info(f"self-answering {len(prompts)} benign prompts with {model}")
+        backend = TransformersBackend(model)
+        generation = GenerationConfig(
+            max_new_tokens=config.self_answer_tokens, batch_size=config.self_answer_batch_size
+        )
+        replies = backend.generate(prompts, generation)
+        atomic_write_text(cache, json.dumps(replies))
+    answers = dict(zip(benign, replies, strict=True))
+    out = []
+    for i, conversation in enumerate(data):
+        if i not in answers:
+            out.append(conversation)
+        elif answers[i].strip() and not is_refusal(answers[i]):
+            messages = [*conversation.prompt_messages, Message(role="assistant", content=answers[i].strip())]
+            out.append(Conversation(messages=messages, meta={**conversation.meta, "answer": "self"}))
+    info(f"self-answers: kept {len(out) - (len(data) - len(benign))} of {len(benign)} benign rows")
+    return out
 
 
 def _is_evaluation_prompt(text: str) -> bool:
@@ -132,7 +182,6 @@ def measure_refusal_rates(
     from mimicry.evaluation.refusal import is_refusal
     from mimicry.generation.base import GenerationConfig
     from mimicry.generation.transformers_backend import TransformersBackend
-    from mimicry.records import Message
 
     backend = TransformersBackend(model, model_obj=model_obj, tokenizer=tokenizer)
     generation = GenerationConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
@@ -167,6 +216,8 @@ def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> Ali
 
     started = time.perf_counter()
     data = alignment_training_data(config)
+    if config.benign_answers == "self":
+        data = self_answered(model, data, config)
     trained = train_sft(model, data, artifacts_dir() / "alignment" / key, config.sft)
     merged, tokenizer = _merge(trained)
     _save_model_dir(merged, tokenizer, target)
