@@ -97,7 +97,22 @@ def test_expansion_gives_baselines_then_every_combination(tmp_path: Path) -> Non
     }
 
 
-@pytest.mark.parametrize("name", ["quickstart", "paper-cpu", "paper-cpu-qwen", "paper-gpu"])
+SHIPPED_GRIDS = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
+
+
+def test_every_shipped_grid_is_checked() -> None:
+    assert {"quickstart", "paper-cpu", "paper-cpu-aoa", "paper-cpu-qwen", "paper-gpu"} <= set(SHIPPED_GRIDS)
+
+
+@pytest.mark.parametrize("name", SHIPPED_GRIDS)
 def test_shipped_configs_validate(name: str) -> None:
     grid = load_grid(REPO / "configs" / f"{name}.yaml")
     assert expand(grid)
+
+
+def test_quickstart_shares_its_fine_tuning_with_the_paper_grid() -> None:
+    """Same data and training, so the quickstart's cells reuse paper-cpu's training runs."""
+    quickstart, paper = (load_grid(REPO / "configs" / f"{n}.yaml") for n in ("quickstart", "paper-cpu"))
+    for section in ("data", "training", "alignment"):
+        assert getattr(quickstart, section) == getattr(paper, section), section
+    assert {c.id for c in expand(quickstart)} <= {c.id for c in expand(paper)}

@@ -164,6 +164,9 @@ def test_summary_table_and_judge_agreement(run_dir: Path) -> None:
     assert "| aoa | none | 0.55 | 0.55 | 0.30 |  | 0.60 |" in summary
     assert "| benign | baseline | 0.20 | 0.20 | 0.30 |  | 0.60 |" in summary
     assert "| keyword vs learned | 2 | 120 | 0.70 | 0.60 | 0.80 |" in text
+    from mimicry.experiments.report import ReportBuilder
+
+    assert ReportBuilder(run_dir).presentations("harm") == ["plain", "in-format"]  # no "all" panel row
 
 
 def test_report_with_one_judge_says_there_is_no_agreement(run_dir: Path) -> None:

@@ -139,7 +139,9 @@ class ReportBuilder:
         return _ordered(sets, HARM_SETS_ORDER)
 
     def presentations(self, suite: str) -> list[str]:
-        return _ordered({r["presentation"] for r in self.rows if r["suite"] == suite}, PRESENTATIONS_ORDER)
+        """The presentations a suite was asked in (judge-agreement rows span all of them, so not those)."""
+        found = {r["presentation"] for r in self.rows if r["suite"] == suite and r["metric"] != KAPPA_METRIC}
+        return _ordered(found, PRESENTATIONS_ORDER)
 
     def asr(self, config: tuple[Any, ...], presentation: str, harm_set: str | None = None) -> Aggregate | None:
         """ASR of one set, or (harm_set None) the mean over the harmful sets present."""
