@@ -35,6 +35,7 @@ from mimicry.records import Conversation, Message, atomic_write_text
 from mimicry.training.sft import SFTConfig, TrainResult, train_sft
 
 ALIGNMENT_FILE = "alignment.json"
+SAFETY_SOURCE = "bianchi_safety"  # meta["source"] of the refusal rows
 
 
 class RefusalEvalConfig(StrictModel):
@@ -107,7 +108,7 @@ def alignment_training_data(config: AlignConfig) -> list[Conversation]:
     # One generator per source, so changing one count leaves the other sources' samples alone
     # (and cached self-answers stay valid).
     chosen = random.Random(f"{config.seed}-safety").sample(pairs, config.safety_pairs)
-    data = [Conversation.from_turns(p.instruction, p.refusal, source="bianchi_safety", id=p.id) for p in chosen]
+    data = [Conversation.from_turns(p.instruction, p.refusal, source=SAFETY_SOURCE, id=p.id) for p in chosen]
     for name, count in sorted(config.benign.items()):
         usable = [
             c
@@ -131,7 +132,7 @@ def self_answered(model: str, data: list[Conversation], config: AlignConfig) -> 
     from mimicry.generation.base import GenerationConfig
     from mimicry.generation.transformers_backend import TransformersBackend
 
-    benign = [i for i, c in enumerate(data) if c.meta.get("source") != "bianchi_safety"]
+    benign = [i for i, c in enumerate(data) if c.meta.get("source") != SAFETY_SOURCE]
     prompts = [data[i].prompt_messages for i in benign]
     key = hash_obj({"model": model, "prompts": [[m.model_dump() for m in p] for p in prompts],
                     "max_new_tokens": config.self_answer_tokens})
