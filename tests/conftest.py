@@ -39,11 +39,15 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def smollm2_tokenizer():
-    """SmolLM2's real tokenizer and chat template, loaded once per session."""
+    """SmolLM2's real tokenizer and chat template, loaded once per session.
+
+    `MIMICRY_TEST_TOKENIZER` names a directory holding that tokenizer alone, for machines
+    without the packaged model (a GPU box that the weights cannot reach).
+    """
     pytest.importorskip("transformers")
     from mimicry.models import load_tokenizer, resolve_model
 
-    return load_tokenizer(resolve_model("smollm2-135m"))
+    return load_tokenizer(os.environ.get("MIMICRY_TEST_TOKENIZER") or resolve_model("smollm2-135m"))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from mimicry.data.sources import PROMPT_SETS, load_prompt_set, safety_partition
 from mimicry.errors import MimicryError
 from mimicry.evaluation.refusal import is_refusal
 from mimicry.text import NearDuplicateIndex
-from mimicry.training.alignment import AlignConfig, alignment_training_data, sample_prompts
+from mimicry.training.alignment import AlignConfig, aligned_name, alignment_training_data, sample_prompts
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +94,17 @@ def test_self_answers_replace_benign_answers_only_and_are_cached(
 
     monkeypatch.setattr("mimicry.generation.transformers_backend.TransformersBackend", no_generation)
     assert alignment.self_answered(str(model_dir), data, config) == answered
+
+
+def test_a_partial_sft_section_changes_only_what_it_names():
+    config = AlignConfig.model_validate({"sft": {"epochs": 2}})
+    assert config.sft.epochs == 2
+    assert config.sft.model_dump(exclude={"epochs"}) == AlignConfig().sft.model_dump(exclude={"epochs"})
+
+
+def test_only_the_default_recipe_owns_the_plain_aligned_name():
+    assert aligned_name("smollm2-135m", AlignConfig()) == "smollm2-135m-aligned"
+    small = aligned_name("smollm2-135m", AlignConfig(safety_pairs=100))
+    other = aligned_name("smollm2-135m", AlignConfig(safety_pairs=120))
+    assert small.startswith("smollm2-135m-aligned-") and len(small) == len("smollm2-135m-aligned-") + 8
+    assert small != other

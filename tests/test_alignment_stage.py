@@ -30,8 +30,9 @@ def test_align_saves_a_merged_model_loadable_by_name_with_its_refusal_rates(
     )
     result = align(str(base), config)
 
-    assert result.model_name == "tiny-base-aligned"
-    assert result.model_dir == tmp_path / "models" / "tiny-base-aligned"
+    name = result.model_name
+    assert name.startswith("tiny-base-aligned-")  # not the default recipe: named by its config
+    assert result.model_dir == tmp_path / "models" / name
     assert (result.model_dir / "model.safetensors").is_file()
     assert not (result.model_dir / "adapter_config.json").exists()
     assert set(result.refusal_rates) == {"harmful_questions", "xstest_safe"}
@@ -39,8 +40,8 @@ def test_align_saves_a_merged_model_loadable_by_name_with_its_refusal_rates(
     assert result.prompts == {"harmful_questions": 3, "xstest_safe": 3} and result.max_new_tokens == 4
     record = json.loads((result.model_dir / "alignment.json").read_text())
     assert record["refusal_rates"] == result.refusal_rates and record["training_tokens"] > 0
-    assert resolve_model("tiny-base-aligned") == str(result.model_dir)
-    model, _ = load_causal_lm("tiny-base-aligned", dtype="float32", device="cpu")
+    assert resolve_model(name) == str(result.model_dir)
+    model, _ = load_causal_lm(name, dtype="float32", device="cpu")
     assert not hasattr(model, "peft_config")
 
     again = align(str(base), config)

