@@ -96,6 +96,22 @@ def test_self_answers_replace_benign_answers_only_and_are_cached(
     assert alignment.self_answered(str(model_dir), data, config) == answered
 
 
+def test_a_prompt_that_fills_a_training_row_is_not_self_answered(
+    tmp_path, smollm2_tokenizer, make_tiny_llama, one_torch_thread
+):
+    """Its row would keep no answer token in training; generating for it would be wasted."""
+    from mimicry.records import Conversation
+    from mimicry.training import alignment
+
+    model_dir = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny")
+    config = AlignConfig.model_validate({"self_answer_tokens": 4, "sft": {"max_length": 48}})
+    short = Conversation.from_turns("Name a colour.", "Blue.", source="alpaca_tiny")
+    long = Conversation.from_turns("Summarise: " + "the cat sat on the mat. " * 20, "A cat sat.", source="alpaca_tiny")
+    answered = alignment.self_answered(str(model_dir), [short, long], config)
+    assert [c.last_user for c in answered] == [short.last_user]
+    assert answered[0].meta["answer"] == "self"
+
+
 def test_a_partial_sft_section_changes_only_what_it_names():
     config = AlignConfig.model_validate({"sft": {"epochs": 2}})
     assert config.sft.epochs == 2

@@ -136,11 +136,13 @@ def self_answered(model: str, data: list[Conversation], config: AlignConfig) -> 
     """Replace each benign answer by the base model's own greedy reply (cached per model and prompts).
 
     Safety pairs keep their refusals. A self-answer that reads like a refusal drops its row, as
-    a dataset answer would.
+    a dataset answer would. A prompt that alone fills a training row (`sft.max_length` tokens)
+    is not answered: its row would keep no answer token and be dropped in training anyway, and
+    those few long prompts (Dolly's contexts, up to ~1,800 tokens) were most of the generation time.
     """
     from mimicry.evaluation.refusal import is_refusal
     from mimicry.generation.base import GenerationConfig
-    from mimicry.generation.transformers_backend import TransformersBackend
+    from mimicry.generation.transformers_backend import TransformersBackend, render_prompt
 
     benign = [i for i, c in enumerate(data) if c.meta.get("source") != SAFETY_SOURCE]
     prompts = [data[i].prompt_messages for i in benign]
@@ -150,12 +152,20 @@ def self_answered(model: str, data: list[Conversation], config: AlignConfig) -> 
     if cache.is_file():
         replies = json.loads(cache.read_text(encoding="utf-8"))
     else:
-        info(f"self-answering {len(prompts)} benign prompts with {model}")
         backend = TransformersBackend(model)
         generation = GenerationConfig(
             max_new_tokens=config.self_answer_tokens, batch_size=config.self_answer_batch_size
         )
-        replies = backend.generate(prompts, generation)
+        rendered = [render_prompt(backend.tokenizer, p) for p in prompts]
+        lengths = [len(ids) for ids in backend.tokenizer(rendered, add_special_tokens=False).input_ids]
+        fitting = [i for i, n in enumerate(lengths) if n < config.sft.max_length]
+        info(
+            f"self-answering {len(fitting)} benign prompts with {model} ({len(prompts) - len(fitting)} more "
+            f"fill a {config.sft.max_length}-token training row alone and are left unanswered)"
+        )
+        replies = [""] * len(prompts)
+        for i, reply in zip(fitting, backend.generate([prompts[i] for i in fitting], generation), strict=True):
+            replies[i] = reply
         atomic_write_text(cache, json.dumps(replies))
     answers = dict(zip(benign, replies, strict=True))
     out = []
