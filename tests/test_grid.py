@@ -120,3 +120,14 @@ def test_quickstart_aligns_with_its_own_smaller_recipe_under_its_own_name() -> N
     assert paper == AlignConfig()
     assert aligned_name("smollm2-135m", quickstart) != aligned_name("smollm2-135m", paper)
     assert quickstart.safety_pairs + sum(quickstart.benign.values()) < paper.safety_pairs + sum(paper.benign.values())
+
+
+def test_results_name_an_aligned_model_by_its_recipe() -> None:
+    from mimicry.training.alignment import aligned_name
+
+    quickstart = load_grid(REPO / "configs" / "quickstart.yaml")
+    own = aligned_name("smollm2-135m", quickstart.section("alignment"))
+    assert {c.fields()["model"] for c in expand(quickstart)} == {own}
+    assert {c.fields()["model"] for c in expand(load_grid(REPO / "configs" / "paper-cpu.yaml"))} == {
+        "smollm2-135m-aligned"
+    }

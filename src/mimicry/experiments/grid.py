@@ -167,15 +167,31 @@ class Cell:
         return f"{self.model.display} {self.task} {self.strategy} {self.mitigation}{amount}{seed}"
 
 
+def named_models(grid: GridConfig) -> list[ModelEntry]:
+    """The grid's models, an aligned one labelled as the alignment stage names it when the grid
+    has a recipe of its own (`smollm2-135m-aligned-1a2b3c4d`), so results never pass it off as
+    the default aligned model."""
+    from mimicry.training.alignment import AlignConfig, aligned_name
+
+    recipe = grid.section("alignment")
+    if recipe == AlignConfig():
+        return list(grid.models)
+    return [
+        m.model_copy(update={"label": aligned_name(m.name, recipe)}) if m.align and m.label is None else m
+        for m in grid.models
+    ]
+
+
 def expand(grid: GridConfig) -> list[Cell]:
     """Every cell of the grid, baselines first (they need no fine-tuning and anchor the report)."""
     cells: list[Cell] = []
-    for model in grid.models:
+    models = named_models(grid)
+    for model in models:
         for task in grid.tasks:
             for strategy in grid.strategies:
                 if grid.baseline:
                     cells.append(Cell(model, task, strategy, BASELINE, None, None, 0))
-    for model in grid.models:
+    for model in models:
         for task in grid.tasks:
             for strategy in grid.strategies:
                 for mitigation in grid.mitigations:
