@@ -174,7 +174,7 @@ def named_models(grid: GridConfig) -> list[ModelEntry]:
     from mimicry.training.alignment import AlignConfig, aligned_name
 
     recipe = grid.section("alignment")
-    if recipe == AlignConfig():
+    if recipe == AlignConfig():  # unlabelled, so the default recipe's cells keep their ids
         return list(grid.models)
     return [
         m.model_copy(update={"label": aligned_name(m.name, recipe)}) if m.align and m.label is None else m
