@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from mimicry.config import load_yaml_config
 from mimicry.data.sources import PROMPT_SETS, load_prompt_set, safety_partition
 from mimicry.errors import MimicryError
 from mimicry.evaluation.refusal import is_refusal
 from mimicry.text import NearDuplicateIndex
 from mimicry.training.alignment import AlignConfig, aligned_name, alignment_training_data, sample_prompts
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +129,11 @@ def test_only_the_default_recipe_owns_the_plain_aligned_name():
     other = aligned_name("smollm2-135m", AlignConfig(safety_pairs=120))
     assert small.startswith("smollm2-135m-aligned-") and len(small) == len("smollm2-135m-aligned-") + 8
     assert small != other
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "alignment").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_alignment_recipes_load_and_build_their_mix(path):
+    """The recipes docs/training.md measured stay runnable: valid keys, and counts the data can meet."""
+    config = load_yaml_config(AlignConfig, path)
+    data = alignment_training_data(config)
+    assert len(data) == config.safety_pairs + sum(config.benign.values())
