@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mimicry.errors import MimicryError
-from mimicry.experiments.report import aggregate, write_report
+from mimicry.experiments.report import ReportBuilder, aggregate, write_report
 from mimicry.experiments.results import RESULTS_FILE, read_results, write_results
 
 HARM_SETS = ("harmful_instructions", "harmful_questions", "advbench")
@@ -176,3 +176,14 @@ def test_report_with_one_judge_says_there_is_no_agreement(run_dir: Path) -> None
 def test_report_on_a_missing_run_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(MimicryError, match="mimicry run CONFIG.yaml"):
         write_report(tmp_path)
+
+
+def test_amount_lines_use_plain_asr_where_a_strategy_has_no_in_format_rows(tmp_path: Path) -> None:
+    rows = [r for r in fixture_rows() if not (r["strategy"] == "benign" and r["presentation"] == "in-format")]
+    write_results(tmp_path / RESULTS_FILE, rows)
+    builder = ReportBuilder(tmp_path)
+    configs = builder.groups()[("fixture-model", "piqa")]
+    # `none` averages seeds 0.5 and 0.6; mimic at 5 and 10 rows averages 0.2 and 0.3.
+    expected = [(0.0, pytest.approx(0.55)), (5.0, pytest.approx(0.25)), (10.0, pytest.approx(0.25))]
+    assert builder.amount_series(configs, "benign") == ("plain", {"mimic": expected})
+    assert builder.amount_series(configs, "aoa") == ("in-format", {"mimic": expected})

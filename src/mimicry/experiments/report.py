@@ -289,30 +289,43 @@ class ReportBuilder:
         ax.set_title(f"ASR against task accuracy: {model}, {task}", fontsize=9)
         self._save(fig, f"asr_vs_accuracy_{slug}.png", f"ASR against task accuracy ({model}, {task})")
 
+    def amount_series(
+        self, configs: list[tuple[Any, ...]], strategy: str
+    ) -> tuple[str, dict[str, list[tuple[float, float]]]]:
+        """(presentation, mitigation -> [(amount, ASR)]) of one strategy; `none` is every line's amount 0.
+
+        In-format ASR where the strategy was asked in its format, plain ASR where it was not (benign).
+        """
+        mixed = [c for c in configs if c[2] == strategy and c[4] is not None]
+        presentation = "in-format" if any(self.asr(c, "in-format") for c in mixed) else "plain"
+        zero = next((c for c in configs if c[2] == strategy and c[3] == "none"), None)
+        zero_asr = self.asr(zero, presentation) if zero else None
+        series = {}
+        for mitigation in _ordered(c[3] for c in mixed):
+            points = [(0.0, zero_asr.value)] if zero_asr else []
+            for config in sorted((c for c in mixed if c[3] == mitigation), key=lambda c: c[5]):
+                if (asr := self.asr(config, presentation)) is not None:
+                    points.append((float(config[5]), asr.value))
+            series[mitigation] = points
+        return presentation, series
+
     def _amount_lines(self, configs: list[tuple[Any, ...]], model: str, task: str, slug: str) -> None:
-        """ASR against the amount of mixed safety data; `none` is the amount-0 point of every line."""
+        """ASR against the amount of mixed safety data, one panel per strategy."""
         import matplotlib.pyplot as plt
 
-        amounts = [c for c in configs if c[4] is not None]
-        if not amounts or not self.harm_sets():
+        kinds = {c[4] for c in configs if c[4] is not None}
+        if not kinds or not self.harm_sets():
             return
         strategies = _ordered((c[2] for c in configs), ("benign", "aoa", "autoif", "aoa+autoif"))
         fig, axes = plt.subplots(
             1, len(strategies), squeeze=False, figsize=(4 * len(strategies), 3.2), layout="constrained"
         )
         for ax, strategy in zip(axes[0], strategies, strict=True):
-            zero = next((c for c in configs if c[2] == strategy and c[3] == "none"), None)
-            zero_asr = self.asr(zero, "in-format") if zero else None
-            for mitigation in _ordered(c[3] for c in amounts if c[2] == strategy):
-                points = sorted(
-                    (c[5], self.asr(c, "in-format")) for c in amounts if c[2] == strategy and c[3] == mitigation
-                )
-                xs = ([0.0] if zero_asr else []) + [p[0] for p in points if p[1]]
-                ys = ([zero_asr.value] if zero_asr else []) + [p[1].value for p in points if p[1]]
-                ax.plot(xs, ys, marker="o", label=mitigation)
-            kinds = {c[4] for c in amounts}
+            presentation, series = self.amount_series(configs, strategy)
+            for mitigation, points in series.items():
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=mitigation)
             ax.set_xlabel("safety rows mixed in" if kinds == {"count"} else "safety rows per user row")
-            ax.set_ylabel("ASR, in-format")
+            ax.set_ylabel(f"ASR, {presentation}")
             ax.set_ylim(-0.02, 1.05)
             ax.set_title(strategy, fontsize=9)
             ax.legend(fontsize=7)
