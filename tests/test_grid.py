@@ -131,3 +131,13 @@ def test_results_name_an_aligned_model_by_its_recipe() -> None:
     assert {c.fields()["model"] for c in expand(load_grid(REPO / "configs" / "paper-cpu.yaml"))} == {
         "smollm2-135m-aligned"
     }
+
+
+def test_a_mitigation_limited_to_some_strategies_skips_the_others(tmp_path: Path) -> None:
+    data = {**GRID, "mitigations": [{"method": "none"}, {"method": "mimic", "ratios": [0.2], "strategies": ["aoa"]}]}
+    cells = [c for c in expand(load_yaml_config(GridConfig, write(tmp_path, data))) if c.mitigation != BASELINE]
+    assert sorted((c.strategy, c.mitigation) for c in cells if c.seed == 0) == [
+        ("aoa", "mimic"), ("aoa", "none"), ("benign", "none")]
+    bad = {**GRID, "mitigations": [{"method": "mimic", "ratios": [0.2], "strategies": ["autoif"]}]}
+    with pytest.raises(MimicryError, match=r"unknown strategy of mitigations\[0\] 'autoif'"):
+        check_names(load_yaml_config(GridConfig, write(tmp_path, bad)))

@@ -61,6 +61,9 @@ class MitigationEntry(StrictModel):
     counts: list[int] = []
     ratios: list[float] = []
     options: dict[str, Any] = {}  # the method's own settings, passed to `mix(config=...)`
+    # Strategies this entry applies to (empty: all), so a grid can add a control such as
+    # benign x none without crossing every mitigation with it.
+    strategies: list[str] = []
 
     @model_validator(mode="after")
     def _one_kind_of_amount(self) -> MitigationEntry:
@@ -195,6 +198,8 @@ def expand(grid: GridConfig) -> list[Cell]:
         for task in grid.tasks:
             for strategy in grid.strategies:
                 for mitigation in grid.mitigations:
+                    if mitigation.strategies and strategy not in mitigation.strategies:
+                        continue
                     options = tuple(sorted(mitigation.options.items()))
                     for kind, amount in mitigation.amounts():
                         for seed in grid.seeds:
@@ -221,6 +226,9 @@ def check_names(grid: GridConfig) -> None:
         get_strategy(strategy)
     for i, mitigation in enumerate(grid.mitigations):
         MITIGATIONS.get(mitigation.method)
+        for strategy in mitigation.strategies:
+            if strategy not in grid.strategies:
+                raise unknown_name(f"strategy of mitigations[{i}]", strategy, grid.strategies)
         validate_config(MixConfig, mitigation.options, f"{grid.name}, mitigations[{i}].options")
     for section in SECTION_SCHEMAS:
         if section != "alignment" or any(m.align for m in grid.models):
