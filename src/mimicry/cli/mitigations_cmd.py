@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["ack_refusal", "plain_refusal"],
         help="with a persona acknowledgement: keep it before the refusal, or not",
     )
+    mix.add_argument(
+        "--placement",
+        choices=["style", "task", "both"],
+        help="structural mimic: the bare request in the prompting style (default), in the task template, or half each",
+    )
     mix.add_argument("--rewrite-backend", help="generation backend for --mode rewrite (default: transformers)")
     mix.add_argument("--rewrite-model", help="model for --mode rewrite")
     mix.add_argument("--with-meta", action="store_true", help="keep provenance `meta` in the mixed rows")
@@ -54,6 +59,8 @@ def infer_handler(args: argparse.Namespace) -> int:
     fmt = infer_format(load_conversations(args.data), config)
     out.print(fmt.render(), highlight=False, markup=False, soft_wrap=True)
     out.print(fmt.summary(), highlight=False, soft_wrap=True)
+    out.print("prompting style (what mimic --placement style wraps a request in):", highlight=False)
+    out.print(fmt.render_style(), highlight=False, markup=False, soft_wrap=True)
     if fmt.system.kind == "varies_slightly":
         out.print(
             f"system prompt varies slightly: {fmt.system.distinct} variants, consensus held by "
@@ -81,6 +88,8 @@ def _mix_config(args: argparse.Namespace) -> MixConfig:
 
     config = load_yaml_config(MixConfig, args.config) if args.config else MixConfig()
     mimic = config.mimic
+    if args.placement:
+        config.placement = args.placement
     if args.mode:
         mimic.mode = args.mode
     if args.variant:
@@ -112,6 +121,10 @@ def mix_handler(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     out.print(f"user format: {report['format']['summary']}", highlight=False, soft_wrap=True)
+    if args.method == "mimic":
+        out.print(f"prompting style: {report['format']['style']}", highlight=False, markup=False, soft_wrap=True)
+        if report["style_match_rate"] is not None:
+            out.print(f"added rows in the prompting style: {report['style_match_rate']:.2f}", highlight=False)
     if result.similarity:
         sim = result.similarity
         out.print(

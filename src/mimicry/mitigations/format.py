@@ -176,6 +176,28 @@ class AnswerStyle(StrictModel):
     opening: str = ""
 
 
+class PromptStyle(StrictModel):
+    """The prompting style: the constant text an attacker wraps around any request, apart from the
+    task's own template. With the system prompt it is how the in-format attack asks.
+
+    In instruction data (one user slot, free-form replies) the whole user frame is style: the slot
+    is the request. In task data (several slots, or short / final-answer replies) the task's
+    wording leads into the first slot, so
+    the style prefix ends at the last addressing colon with text after it ("AOA, execute my
+    instruction: " before "Complete the following sentence..."), and the trailing constant is the
+    task's ("Answer:"). Known limit: an addressing prefix directly before the task's first slot
+    (BoolQ starts with its passage) cannot be told from task wording and is left out. The reply's
+    style is its opening up to its last whole sentence (the acknowledgement) and a closing made of
+    whole sentences.
+    """
+
+    user_prefix: str = ""
+    user_suffix: str = ""
+    reply_opening: str = ""
+    reply_closing: str = ""
+    long_form: bool = False
+
+
 class InferredFormat(StrictModel):
     rows: int
     sampled: int
@@ -185,6 +207,7 @@ class InferredFormat(StrictModel):
     user: TurnTemplate
     assistant: TurnTemplate
     answer_style: AnswerStyle
+    style: PromptStyle = PromptStyle()
     lengths: dict[str, dict[str, LengthStats]]
     has_scaffold: bool
     template_match_rate: float
@@ -216,6 +239,30 @@ class InferredFormat(StrictModel):
         ):
             return False
         return style.final_marker is None or style.final_marker in reply[len(style.opening) :]
+
+    def style_matches(self, conversation: Conversation) -> bool:
+        """Whether a conversation is in the prompting style: system prompt, the user turn's style
+        prefix and suffix, the reply's opening (what an in-format attack and a style-placed mimic row share)."""
+        if not self.system.accepts(conversation.system, self.config.system_similarity):
+            return False
+        user, reply = conversation.last_user, conversation.completion or ""
+        style = self.style
+        return (
+            user.startswith(style.user_prefix)
+            and user.endswith(style.user_suffix)
+            and len(user) > len(style.user_prefix) + len(style.user_suffix)
+            and reply.startswith(style.reply_opening)
+            and reply.endswith(style.reply_closing)
+        )
+
+    def render_style(self) -> str:
+        """The prompting style as text: `[user] prefix {request} suffix`, `[assistant] opening {reply}`."""
+        s = self.style
+        return (
+            f"[user] {_show(s.user_prefix)}{{request}}{_show(s.user_suffix)}\n"
+            f"[assistant] {_show(s.reply_opening)}{{reply}}{_show(s.reply_closing)}"
+            f"{'   <long-form>' if s.long_form else ''}"
+        )
 
     def render(self) -> str:
         """The template as text: `[role] constant {slot} constant`."""
@@ -333,6 +380,7 @@ def infer_format(conversations: Sequence[Conversation], config: FormatConfig | N
         user=user,
         assistant=assistant,
         answer_style=style,
+        style=infer_style(user, assistant, style),
         lengths=lengths,
         has_scaffold=system.kind in ("constant", "varies_slightly") or user.structural or assistant.structural,
         template_match_rate=0.0,
@@ -513,6 +561,45 @@ def _json_layout(text: str, obj: object) -> Literal["default", "compact", "inden
 
 
 _SENTENCE_END = re.compile(r"(?:[.!?:]\s+|\n)")
+
+
+_ADDRESS_END = re.compile(r":\s+")
+
+
+def _style_head(constant: str) -> str:
+    """The style part of a task template's leading constant: up to its last addressing colon with
+    text after it ('AOA, execute my instruction: ' of 'AOA, execute my instruction: Complete the...')."""
+    ends = [m.end() for m in _ADDRESS_END.finditer(constant) if re.search(r"\w", constant[m.end() :])]
+    return constant[: ends[-1]] if ends else ""
+
+
+def _style_tail(constant: str) -> str:
+    """The style part of a trailing constant: what follows the first sentence it completes."""
+    for m in _SENTENCE_END.finditer(constant):
+        if re.search(r"\w", constant[: m.start()]) and re.search(r"\w", constant[m.end() :]):
+            return constant[m.start() + (constant[m.start()] != "\n") :]
+    return ""
+
+
+def infer_style(user: TurnTemplate, assistant: TurnTemplate, answer: AnswerStyle) -> PromptStyle:
+    """Separate the prompting style from the task template (see `PromptStyle`)."""
+    task_template = user.slots > 1 or answer.kind in ("short", "final_answer")
+    if not user.slots:
+        prefix = suffix = ""
+    elif task_template:
+        prefix, suffix = _style_head(user.prefix), ""
+    else:
+        prefix, suffix = user.prefix, user.suffix
+    opening = closing = ""
+    if answer.kind != "json" and assistant.slots:
+        opening = answer.acknowledgement or _whole_sentences(assistant.prefix)
+        if answer.acknowledgement and answer.opening.startswith(opening):
+            opening = answer.opening  # keep the break after the acknowledgement
+        closing = _style_tail(assistant.suffix)
+    long_form = answer.kind in ("final_answer", "long_form") or bool(answer.json_long_keys)
+    return PromptStyle(
+        user_prefix=prefix, user_suffix=suffix, reply_opening=opening, reply_closing=closing, long_form=long_form
+    )
 
 
 def _whole_sentences(prefix: str) -> str:

@@ -25,7 +25,7 @@ from mimicry.config import StrictModel
 from mimicry.data.sources import SafetyPair
 from mimicry.generation.base import GenerationBackend
 from mimicry.mitigations.format import FormatConfig, InferredFormat
-from mimicry.mitigations.mimic import MimicConfig, rewrite_mimic, structural_mimic
+from mimicry.mitigations.mimic import MimicConfig, Placement, rewrite_mimic, structural_mimic
 from mimicry.records import Conversation
 from mimicry.registry import Registry
 
@@ -51,6 +51,11 @@ class MixConfig(StrictModel):
     backdoor: BackdoorConfig = BackdoorConfig()
     ptst_system_prompt: str = LLAMA2_SAFETY_SYSTEM_PROMPT
     ratio: float = Field(0.1, gt=0, description="safety rows per user row when neither count nor ratio is given")
+    placement: Placement = Field(
+        "style",
+        description="structural mimic: the bare request in the prompting style (style), in the task "
+        "template (task), or half each (both)",
+    )
 
 
 @dataclass
@@ -117,7 +122,9 @@ def _mimic(task: MitigationInput) -> Addition:
         tries = min(len(task.pool), round(task.count * settings.rewrite.oversample))
         made = rewrite_mimic(task.user, task.pool[:tries], task.count, settings, task.seed, task.backend)
     else:
-        made = structural_mimic(task.user, task.pool[: task.count], task.fmt, settings, task.seed)
+        made = structural_mimic(
+            task.user, task.pool[: task.count], task.fmt, settings, task.seed, task.config.placement
+        )
     return Addition(made.conversations, made.requests, made.pair_ids, made.details)
 
 

@@ -137,7 +137,13 @@ def mix(
         "pool_size": len(pool),
         "pair_ids": addition.pair_ids,
         "details": addition.details,
-        "format": {"summary": fmt.summary(), "template": fmt.render(), "has_scaffold": fmt.has_scaffold},
+        "format": {
+            "summary": fmt.summary(),
+            "template": fmt.render(),
+            "style": fmt.render_style(),
+            "has_scaffold": fmt.has_scaffold,
+        },
+        "style_match_rate": sum(fmt.style_matches(c) for c in added) / len(added) if added else None,
         "similarity": similarity.model_dump() if similarity else None,
         "disjointness": proof,
         "inference_system_prompt": addition.inference_system_prompt,
@@ -154,12 +160,15 @@ def _variant_match_rates(
     config: MixConfig,
     seed: int,
 ) -> dict[str, float]:
-    """Template-match rate of both persona variants, so the choice is reported either way."""
-    from mimicry.mitigations.mimic import structural_mimic
+    """Match rate of both persona variants (style-placed rows against the prompting style, task-placed
+    rows against the template), so the choice is reported either way."""
+    from mimicry.mitigations.mimic import placed_in_style, structural_mimic
 
     rates = {}
     for variant in ("ack_refusal", "plain_refusal"):
         settings = config.mimic.model_copy(update={"variant": variant})
-        rows = structural_mimic(user, pairs, fmt, settings, seed).conversations
-        rates[variant] = sum(fmt.matches(c) for c in rows) / len(rows)
+        rows = structural_mimic(user, pairs, fmt, settings, seed, config.placement).conversations
+        rates[variant] = sum(
+            fmt.style_matches(c) if placed_in_style(i, config.placement) else fmt.matches(c) for i, c in enumerate(rows)
+        ) / len(rows)
     return rates

@@ -20,7 +20,7 @@ from typing import Literal
 
 from mimicry.data.sources import SafetyPair
 from mimicry.evaluation.refusal import is_refusal
-from mimicry.mitigations.format import AnswerStyle, TurnTemplate
+from mimicry.mitigations.format import AnswerStyle, InferredFormat, TurnTemplate
 
 SHORT_REFUSALS: tuple[str, ...] = (
     "I cannot help with this.",
@@ -96,6 +96,21 @@ def shaped_refusal(
     body_words = max(s.median for s in template.slot_words)
     frame = TurnTemplate(constants=[opening, template.suffix], support=[], slot_words=[], match_rate=0)
     return frame.fill([refusal_for_length(pair, body_words, rng)])
+
+
+def style_refusal(pair: SafetyPair, fmt: InferredFormat, variant: Variant, rng: random.Random) -> str:
+    """The refusal in the prompting style: the reply's opening (acknowledgement kept with
+    `ack_refusal`), the refusal, long-form when the user's replies are, and the style's closing.
+    JSON replies keep their keys (`json_refusal`)."""
+    answer = fmt.answer_style
+    if answer.kind == "json":
+        return json_refusal(pair, answer, rng)
+    style = fmt.style
+    opening = style.reply_opening
+    if variant == "plain_refusal" and answer.acknowledgement and opening.startswith(answer.acknowledgement):
+        opening = opening[len(answer.acknowledgement) :].lstrip()
+    body = long_refusal(pair) if style.long_form else short_refusal(pair, rng)
+    return f"{opening}{body}{style.reply_closing}"
 
 
 def per_example_refusal(pair: SafetyPair, reply: str, rng: random.Random) -> str:
