@@ -160,11 +160,13 @@ class SystemPrompt(StrictModel):
         return _similarity(system, self.consensus) >= similarity
 
 
-AnswerKind = Literal["short", "final_answer", "json", "long_form"]
+AnswerKind = Literal["short", "final_answer", "json", "code", "long_form"]
 
 
 class AnswerStyle(StrictModel):
-    """How replies answer: a short label, long-form ending in a final-answer line, JSON, or free text."""
+    """How replies answer: a short label, long-form ending in a final-answer line, JSON, code, or
+    free text. JSON and code may sit in a fenced block (`fence_open` ... `fence_close`, the
+    constant text around the block included)."""
 
     kind: AnswerKind
     final_marker: str | None = None
@@ -174,6 +176,9 @@ class AnswerStyle(StrictModel):
     json_constants: dict[str, Any] = {}
     acknowledgement: str | None = None
     opening: str = ""
+    fence_open: str = ""
+    fence_close: str = ""
+    code_language: str | None = None
 
 
 class PromptStyle(StrictModel):
@@ -229,7 +234,7 @@ class InferredFormat(StrictModel):
         if not self.user.frame_match(conversation.last_user):
             return False
         style = self.answer_style
-        if style.kind == "json" or not self.assistant.slots:
+        if style.kind in ("json", "code") or not self.assistant.slots:
             return self.assistant.match(reply) is not None
         suffix = self.assistant.suffix
         if not (
@@ -588,10 +593,12 @@ def infer_style(user: TurnTemplate, assistant: TurnTemplate, answer: AnswerStyle
         prefix = suffix = ""
     elif task_template:
         prefix, suffix = _style_head(user.prefix), ""
+        if not prefix and user.slots == 1 and re.search(r"(:\s+|\n)$", user.prefix):
+            prefix = user.prefix  # a label or header right before the content ("Task: ", "### Input\n")
     else:
         prefix, suffix = user.prefix, user.suffix
     opening = closing = ""
-    if answer.kind != "json" and assistant.slots:
+    if answer.kind not in ("json", "code") and assistant.slots:
         opening = answer.acknowledgement or _whole_sentences(assistant.prefix)
         if answer.acknowledgement and answer.opening.startswith(opening):
             opening = answer.opening  # keep the break after the acknowledgement
@@ -620,6 +627,17 @@ def _infer_style(replies: Sequence[str], template: TurnTemplate, threshold: floa
     return style
 
 
+def _json_share(texts: Sequence[str]) -> int:
+    """How many texts are a JSON object."""
+    count = 0
+    for t in texts:
+        try:
+            count += isinstance(json.loads(t), dict)
+        except ValueError:
+            pass
+    return count
+
+
 def _closes_with_final_answer(replies: Sequence[str], template: TurnTemplate, reply_words: float) -> bool:
     """A short last slot after a constant that opens a new sentence ("... . The answer is {X}."),
     in replies several times longer than that answer."""
@@ -633,8 +651,30 @@ def _closes_with_final_answer(replies: Sequence[str], template: TurnTemplate, re
     return _share(b.rstrip()[-1:] in ".!?:" and b.rstrip() != "" for b in bodies) > 0.5
 
 
+_FENCE = re.compile(r"^(.*?)```([\w+#-]*)\n(.*?)\n?```(.*)$", re.DOTALL)
+
+
+def _fenced(replies: Sequence[str], min_rows: float) -> tuple[str, str, str, list[str]] | None:
+    """(opening, closing, language, block contents) when enough replies hold one fenced block
+    with the same text around it."""
+    found = [m for r in replies if (m := _FENCE.match(r))]
+    if not found or len(found) < min_rows:
+        return None
+    (before, lang, after), n = Counter((m.group(1), m.group(2), m.group(4)) for m in found).most_common(1)[0]
+    if n < min_rows:
+        return None
+    return f"{before}```{lang}\n", f"\n```{after}", lang, [m.group(3) for m in found]
+
+
 def _answer_kind(replies: Sequence[str], template: TurnTemplate, threshold: float) -> AnswerStyle:
     min_rows = threshold * len(replies)
+    fenced = _fenced(replies, min_rows)
+    if fenced:
+        fence_open, fence_close, lang, blocks = fenced
+        style = _answer_kind(blocks, template, threshold) if _json_share(blocks) >= min_rows else None
+        if style is None or style.kind != "json":
+            style = AnswerStyle(kind="code", code_language=lang or None)
+        return style.model_copy(update={"fence_open": fence_open, "fence_close": fence_close})
     parsed = []
     for r in replies:
         try:
