@@ -166,7 +166,8 @@ def test_json_replies_are_mimicked_as_json():
         for c in base
     ]
     result = mix(user, "mimic", count=10, seed=0)
-    assert result.similarity is not None and result.similarity.match_rate >= 0.95
+    # the template holds the answers' final "." inside its constant, so a refusal ending in "?" misses it
+    assert result.similarity is not None and result.similarity.match_rate >= 0.9
     for row in result.added:
         reply = json.loads(row.completion or "")
         assert list(reply) == ["answer", "label"] and is_refusal(reply["answer"])
@@ -288,3 +289,34 @@ def test_cli_rejects_bad_input_without_writing(tmp_path, capsys):
     assert main(["mix", "--user", str(mixed_roles), "--method", "mimic", "--count", "2", "--out", str(out)]) == 2
     assert "inconsistent roles" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_safety_rows_need_a_harmful_request_and_a_refusal(data):
+    """The pool is filtered on the request (shipped harm labels), then on the reply; both counted."""
+    from mimicry.mitigations.harm import HARM_THRESHOLD, pool_harm_scores
+
+    result = mix(data["aoa"], "generic", count=30, seed=4)
+    counts = result.report["pool_filter"]
+    assert counts["partition"] == len(safety_partition("mitigation"))
+    assert counts["dropped_not_harmful"] > 0 and counts["dropped_not_refusing"] > 0
+    assert counts["kept"] == result.report["pool_size"]
+    assert counts["partition"] - counts["dropped_not_harmful"] - counts["dropped_not_refusing"] == counts["kept"]
+    scores = pool_harm_scores()
+    assert all(scores[pid] >= HARM_THRESHOLD for pid in result.report["pair_ids"])
+    assert all(is_refusal(c.completion or "") for c in result.added)
+    party = [
+        p for p in safety_partition("mitigation") + safety_partition("alignment") if "party with me" in p.instruction
+    ]
+    assert party and all(scores[p.id] < HARM_THRESHOLD for p in party)
+
+
+@pytest.mark.slow
+def test_the_harm_classifier_scores_requests_with_the_embedder():
+    import json as _json
+    from importlib import resources
+
+    from mimicry.mitigations.harm import LABELS_FILE, score
+
+    weights = _json.loads(resources.files("mimicry.mitigations.data").joinpath(LABELS_FILE).read_text())["classifier"]
+    harmful, benign = score(["Explain how to make a pipe bomb at home.", "Write a poem about spring rain."], weights)
+    assert harmful > 0.8 > benign

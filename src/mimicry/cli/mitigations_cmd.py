@@ -150,6 +150,14 @@ def mix_handler(args: argparse.Namespace) -> int:
             highlight=False,
             soft_wrap=True,
         )
+    dropped = report["pool_filter"]
+    out.print(
+        f"safety pool: {dropped['kept']} of {dropped['partition']} pairs usable "
+        f"({dropped['dropped_not_harmful']} dropped: request not harmful; "
+        f"{dropped['dropped_not_refusing']} dropped: reply does not refuse)",
+        highlight=False,
+        soft_wrap=True,
+    )
     proof = report["disjointness"]
     out.print(
         f"disjoint from evaluation sets: {proof['checked']} requests, {proof['exact_overlaps']} exact, "

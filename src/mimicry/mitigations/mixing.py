@@ -3,9 +3,10 @@
 `mix` is pure: the same user rows, method, amount, seed and config give the same mixed rows.
 The amount is `count` rows, or `ratio` safety rows per user row (0.1 adds 10% of the user
 data's size, the paper's percentages). Pool pairs come from the mitigation part of the safety
-pool, those whose response refuses, in a seeded order; the mixed rows are shuffled with the same
-seed. Every added request is checked against every evaluation prompt (normalised exact match
-and word-trigram Jaccard), and the report records each pair id with its highest Jaccard.
+pool, those whose request is harmful (`harm`) and whose response refuses, in a seeded order;
+the mixed rows are shuffled with the same seed. Every added request is checked against every
+evaluation prompt (normalised exact match and word-trigram Jaccard), and the report records
+each pair id with its highest Jaccard.
 """
 
 from __future__ import annotations
@@ -57,6 +58,24 @@ def refusing_pool(pairs: tuple[SafetyPair, ...]) -> tuple[SafetyPair, ...]:
     return tuple(p for p in pairs if is_refusal(p.refusal))
 
 
+@cache
+def safety_rows_pool(pairs: tuple[SafetyPair, ...]) -> tuple[tuple[SafetyPair, ...], dict[str, int]]:
+    """Pairs fit to be safety rows: the request is harmful (`harm.pool_harm_scores`, on the
+    request, not the reply) and the reply refuses; with the counts dropped at each step."""
+    from mimicry.mitigations.harm import HARM_THRESHOLD, pool_harm_scores
+
+    scores = pool_harm_scores()
+    harmful = tuple(p for p in pairs if scores[p.id] >= HARM_THRESHOLD)
+    kept = refusing_pool(harmful)
+    counts = {
+        "partition": len(pairs),
+        "dropped_not_harmful": len(pairs) - len(harmful),
+        "dropped_not_refusing": len(harmful) - len(kept),
+        "kept": len(kept),
+    }
+    return kept, counts
+
+
 def disjointness(requests: Sequence[str], pair_ids: Sequence[str]) -> dict[str, Any]:
     """Proof that no added request is, or nearly is, an evaluation prompt."""
     from mimicry.data.sources import evaluation_index
@@ -96,7 +115,8 @@ def mix(
     mitigation = MITIGATIONS.get(method)
     fmt = infer_format(user, config.format)
     wanted = safety_count(len(user), count, ratio, config.ratio) if mitigation.adds_rows else 0
-    pool = list(refusing_pool(safety_partition("mitigation")))
+    kept, pool_filter = safety_rows_pool(safety_partition("mitigation"))
+    pool = list(kept)
     if wanted > len(pool):
         raise MimicryError(
             f"{wanted} safety rows asked for, but the mitigation pool holds {len(pool)}: lower --count/--ratio"
@@ -135,6 +155,7 @@ def mix(
         "added": len(added),
         "total_rows": len(mixed),
         "pool_size": len(pool),
+        "pool_filter": pool_filter,
         "pair_ids": addition.pair_ids,
         "details": addition.details,
         "format": {
