@@ -151,7 +151,8 @@ def test_fallback_to_per_example_mimicry_without_scaffold():
     user = [Conversation.from_turns(c.last_user, c.completion, system=systems[i % 3]) for i, c in enumerate(base)]
     assert not infer_format(user).has_scaffold
     result = mix(user, "mimic", count=12, seed=0)
-    assert result.report["details"]["fallback"] == "per_example"
+    details = result.report["details"]  # one cluster per system prompt
+    assert "per_example" in {c["fallback"] for c in details.get("clusters", [details])}
     assert {c.system for c in result.added} <= set(systems)
     assert len({c.system for c in result.added}) > 1
     assert all(is_refusal(c.completion or "") for c in result.added)

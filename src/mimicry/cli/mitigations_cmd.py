@@ -76,6 +76,12 @@ def infer_handler(args: argparse.Namespace) -> int:
             highlight=False,
             soft_wrap=True,
         )
+    from mimicry.mitigations.clusters import infer_clusters
+
+    clusters = infer_clusters(load_conversations(args.data), format_config=config)
+    if len(clusters.clusters) > 1 or not fmt.has_scaffold:
+        out.print(f"format clusters ({len(clusters.clusters)}; mimic spreads its rows over them):", highlight=False)
+        out.print(clusters.render(), highlight=False, markup=False, soft_wrap=True)
     if args.out:
         atomic_write_text(args.out, fmt.model_dump_json(indent=2))
         out.print(f"format written to {args.out}")
@@ -137,6 +143,13 @@ def mix_handler(args: argparse.Namespace) -> int:
         rates = ", ".join(f"{k} {v:.2f}" for k, v in report["variants"].items())
         out.print(f"persona variants, template match: {rates}", highlight=False, soft_wrap=True)
     details = report["details"]
+    for i, cluster in enumerate(details.get("clusters", []), 1):
+        out.print(
+            f"cluster {i} ({cluster['share']:.0%} of rows): {cluster['added']} rows, "
+            f"{cluster['in_style']} in its style",
+            highlight=False,
+            soft_wrap=True,
+        )
     if details.get("fallback"):
         out.print(
             f"no common scaffold: mimicked per example ({details['fallback']})",

@@ -569,13 +569,19 @@ _SENTENCE_END = re.compile(r"(?:[.!?:]\s+|\n)")
 
 
 _ADDRESS_END = re.compile(r":\s+")
+SHORT_ADDRESS = 4  # words of an opening sentence that addresses the model rather than states the task
 
 
 def _style_head(constant: str) -> str:
     """The style part of a task template's leading constant: up to its last addressing colon with
     text after it ('AOA, execute my instruction: ' of 'AOA, execute my instruction: Complete the...')."""
     ends = [m.end() for m in _ADDRESS_END.finditer(constant) if re.search(r"\w", constant[m.end() :])]
-    return constant[: ends[-1]] if ends else ""
+    if ends:
+        return constant[: ends[-1]]
+    first = _SENTENCE_END.search(constant)  # else a short opening sentence ("Listen Kira. ")
+    if first and re.search(r"\w", constant[first.end() :]) and len(constant[: first.end()].split()) <= SHORT_ADDRESS:
+        return constant[: first.end()]
+    return ""
 
 
 def _style_tail(constant: str) -> str:

@@ -122,7 +122,12 @@ def mix(
             f"{wanted} safety rows asked for, but the mitigation pool holds {len(pool)}: lower --count/--ratio"
         )
     random.Random(seed).shuffle(pool)
-    addition: Addition = mitigation.build(MitigationInput(user, fmt, pool, wanted, seed, config, backend))
+    clusters = None
+    if method == "mimic" and config.mimic.mode == "structural":
+        from mimicry.mitigations.clusters import infer_clusters
+
+        clusters = infer_clusters(user, config.clusters, config.format)
+    addition: Addition = mitigation.build(MitigationInput(user, fmt, pool, wanted, seed, config, backend, clusters))
     proof = disjointness(addition.requests, addition.pair_ids)
     if proof["exact_overlaps"] or proof["near_duplicates"]:
         raise MimicryError(
@@ -169,7 +174,13 @@ def mix(
         "disjointness": proof,
         "inference_system_prompt": addition.inference_system_prompt,
     }
-    if method == "mimic" and config.mimic.mode == "structural" and fmt.answer_style.acknowledgement and added:
+    if (
+        method == "mimic"
+        and config.mimic.mode == "structural"
+        and fmt.answer_style.acknowledgement
+        and added
+        and "clusters" not in addition.details
+    ):
         report["variants"] = _variant_match_rates(user, fmt, pool[:wanted], config, seed)
     return MixResult(mixed, added, similarity, report, addition.inference_system_prompt)
 

@@ -138,8 +138,19 @@ def style_refusal(pair: SafetyPair, fmt: InferredFormat, variant: Variant, rng: 
     return f"{opening}{body}{style.reply_closing}"
 
 
+def reply_opening(reply: str) -> str:
+    """A reply's priming opening: its first sentence (or clause ending in ':') when it affirms."""
+    from mimicry.mitigations.format import is_affirming
+
+    found = re.match(r"^(.{1,200}?[.!?:])(\s+|$)", reply, re.DOTALL)
+    if not found or not is_affirming(found.group(1)):
+        return ""
+    return found.group(0) if found.group(2) else found.group(1) + " "
+
+
 def per_example_refusal(pair: SafetyPair, reply: str, rng: random.Random) -> str:
-    """For data without a shared scaffold: a refusal in the style of one drawn user reply."""
+    """For data without a shared scaffold: a refusal in the style of one drawn user reply, its
+    priming opening kept."""
     try:
         obj = json.loads(reply)
     except ValueError:
@@ -149,4 +160,4 @@ def per_example_refusal(pair: SafetyPair, reply: str, rng: random.Random) -> str
         long_keys = [k for k in keys if len(str(obj[k]).split()) > SHORT_WORDS]
         style = AnswerStyle(kind="json", json_keys=list(keys), json_long_keys=long_keys, json_layout="default")
         return json_refusal(pair, style, rng)
-    return refusal_for_length(pair, len(reply.split()), rng)
+    return reply_opening(reply) + refusal_for_length(pair, len(reply.split()), rng)
