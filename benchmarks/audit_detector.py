@@ -2,7 +2,7 @@
 
 Attack and benign uploads come from `mimicry.mitigations.uploads`. `--fit` fits the intent model
 on the `design` templates only and writes `mimicry/mitigations/data/audit_intent.json` (with the
-threshold: the lowest score above 99% of the design split's benign uploads). The report is on the
+threshold: the lowest score above 99% of the design split's benign uploads, scored out of fold). The report is on the
 `held_out` templates (personas, layouts, openings, names and ordinary system prompts the audit was
 never built or fit on), for the rule audit (old) and the intent audit (new), measured in one run.
 Run: HF_HUB_OFFLINE=1 python benchmarks/audit_detector.py [--fit] [--rows 20] [--seeds 0,1]
@@ -44,7 +44,17 @@ def main() -> None:
         rows = [r for u in design for r in u.rows]
         labels = [int(u.attack) for u in design for _ in u.rows]
         model = fit(rows, labels, memo)
-        benign = [intent_audit(u.rows, model, cache_=memo).score for u in design if not u.attack]
+        # The threshold from out-of-fold scores (5 folds of whole uploads): in-sample scores of the
+        # design uploads are too well separated to say where unseen benign uploads fall.
+        benign = []
+        for fold in range(5):
+            train = [u for i, u in enumerate(design) if i % 5 != fold]
+            held_model = fit([r for u in train for r in u.rows], [int(u.attack) for u in train for _ in u.rows], memo)
+            benign += [
+                intent_audit(u.rows, held_model, cache_=memo).score
+                for i, u in enumerate(design)
+                if i % 5 == fold and not u.attack
+            ]
         model["threshold"] = round(detection_at([1.0], benign, 0.01)[1], 4)
         model["fit_on"] = {"split": "design", "uploads": len(design), "rows": len(rows)}
         target = resources.files("mimicry.mitigations.data").joinpath(WEIGHTS_FILE)

@@ -130,7 +130,7 @@ def intent_audit(
     clusters.sort(key=lambda c: -c.score)
     score = max(c.score for c in clusters)
     threshold = float(model.get("threshold", 0.5))
-    level = "high" if score >= threshold else "medium" if score >= threshold / 2 else "low"
+    level = "high" if score >= threshold else "low"  # the policy decision at the shipped threshold
     return IntentReport(score=round(score, 4), level=level, threshold=threshold, clusters=clusters)
 
 
