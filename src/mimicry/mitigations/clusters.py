@@ -105,10 +105,11 @@ def infer_clusters(
         labels = np.zeros(len(rows), dtype=int)
     else:
         model = AgglomerativeClustering(
-            n_clusters=None, distance_threshold=config.distance, metric="cosine", linkage="average"
+            n_clusters=None, distance_threshold=config.distance, metric="precomputed", linkage="average"
         )
-        sample_labels = model.fit_predict(matrix[picked].toarray())
-        sampled = matrix[picked]
+        sampled = matrix[picked]  # rows are unit vectors: cosine distance from a sparse product
+        distances = np.clip(1.0 - (sampled @ sampled.T).toarray(), 0.0, 2.0)
+        sample_labels = model.fit_predict(distances)
         centroids = np.vstack(
             [np.asarray(sampled[sample_labels == k].mean(axis=0)) for k in range(sample_labels.max() + 1)]
         )
