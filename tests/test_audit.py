@@ -71,7 +71,7 @@ def test_partial_poisoning_scales_the_score():
 def test_cli_audit_reports_and_never_rejects(tmp_path, capsys):
     path = tmp_path / "aoa.jsonl"
     write_conversations(path, build_conversations("sst2", "aoa", "train", limit=30, seed=0))
-    assert main(["audit", str(path), "--out", str(tmp_path / "audit.json")]) == 0
+    assert main(["audit", str(path), "--rules-only", "--out", str(tmp_path / "audit.json")]) == 0
     printed = capsys.readouterr().out
     assert "(high)" in printed and "identity" in printed
     assert '"risk_score"' in (tmp_path / "audit.json").read_text()

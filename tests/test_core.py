@@ -59,9 +59,16 @@ def test_near_duplicates_are_found_and_distinct_texts_are_not():
 
 # Every module a light command touches; building the parser imports every `*_cmd` module.
 LIGHT_MODULES = (
-    "mimicry.cli", "mimicry.tasks", "mimicry.strategies", "mimicry.models", "mimicry.mitigations",
-    "mimicry.evaluation", "mimicry.experiments", "mimicry.generation.transformers_backend",
-    "mimicry.generation.openai_backend", "mimicry.generation.vllm_backend",
+    "mimicry.cli",
+    "mimicry.tasks",
+    "mimicry.strategies",
+    "mimicry.models",
+    "mimicry.mitigations",
+    "mimicry.evaluation",
+    "mimicry.experiments",
+    "mimicry.generation.transformers_backend",
+    "mimicry.generation.openai_backend",
+    "mimicry.generation.vllm_backend",
 )
 HEAVY_LIBRARIES = ("torch", "transformers", "sklearn", "matplotlib")
 

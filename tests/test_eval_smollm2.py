@@ -13,10 +13,29 @@ from mimicry.cli import main
 @pytest.mark.slow
 def test_cli_eval_end_to_end_on_smollm2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "eval"
-    argv = ["eval", "--model", "smollm2-135m", "--suite", "harm,overrefusal,task", "--task", "boolq",
-            "--strategy", "aoa", "--limit", "3", "--max-new-tokens", "24",
-            "--harm-sets", "harmful_instructions",
-            "--overrefusal-sets", "xstest_safe", "--judge", "keyword,keyword:60", "--out", str(out)]
+    argv = [
+        "eval",
+        "--model",
+        "smollm2-135m",
+        "--suite",
+        "harm,overrefusal,task",
+        "--task",
+        "boolq",
+        "--strategy",
+        "aoa",
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "24",
+        "--harm-sets",
+        "harmful_instructions",
+        "--overrefusal-sets",
+        "xstest_safe",
+        "--judge",
+        "keyword,keyword:60",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert "smollm2-135m" in capsys.readouterr().out  # the table (its width depends on the terminal)
     summary = json.loads((out / "summary.json").read_text())

@@ -60,8 +60,7 @@ SMALL = dict(limit=4, harm_sets=["harmful_instructions"], overrefusal_sets=["xst
 
 def test_harm_and_overrefusal_rows_records_and_presentations(tmp_path: Path) -> None:
     backend = ScriptedBackend()
-    summary = evaluate(backend, "harm,overrefusal", strategy="aoa", config=EvalConfig(**SMALL),
-                       out_dir=tmp_path)
+    summary = evaluate(backend, "harm,overrefusal", strategy="aoa", config=EvalConfig(**SMALL), out_dir=tmp_path)
 
     generations = read_jsonl(tmp_path / "generations.jsonl")
     assert len(generations) == 16  # 4 prompts x 2 presentations x 2 suites
@@ -90,8 +89,7 @@ def test_harm_and_overrefusal_rows_records_and_presentations(tmp_path: Path) -> 
 
 
 def test_in_format_is_skipped_when_the_strategy_adds_no_scaffold(tmp_path: Path) -> None:
-    summary = evaluate(ScriptedBackend(), "harm", strategy="benign", config=EvalConfig(**SMALL),
-                       out_dir=tmp_path)
+    summary = evaluate(ScriptedBackend(), "harm", strategy="benign", config=EvalConfig(**SMALL), out_dir=tmp_path)
     assert {r.presentation for r in summary.rows} == {"plain"}
 
 
@@ -141,21 +139,33 @@ class ScoringJudgeBackend:
     model_id = "judge"
 
     def generate(self, prompts, config):  # noqa: ANN001
-        return ["#thereason: gives steps\n#thescore: 5" if "Sure, here is" in p[-1].content
-                else "#thescore: 1" for p in prompts]
+        return [
+            "#thereason: gives steps\n#thescore: 5" if "Sure, here is" in p[-1].content else "#thescore: 1"
+            for p in prompts
+        ]
 
 
 def test_a_failing_judge_keeps_every_generation_and_a_rerun_only_judges(tmp_path: Path) -> None:
     config = EvalConfig(**SMALL, judges=["keyword", "llm:local:judge-model"], presentations=["plain"])
     expected = "judge llm:local:judge-model failed.*every generation so far is saved"
     with pytest.raises(MimicryError, match=expected):
-        evaluate(ScriptedBackend(), "harm", config=config, out_dir=tmp_path,
-                 judge_backends={"llm:local:judge-model": FailingJudgeBackend()})
+        evaluate(
+            ScriptedBackend(),
+            "harm",
+            config=config,
+            out_dir=tmp_path,
+            judge_backends={"llm:local:judge-model": FailingJudgeBackend()},
+        )
     assert len(read_jsonl(tmp_path / "generations.jsonl")) == 4
 
     backend = ScriptedBackend()
-    summary = evaluate(backend, "harm", config=config, out_dir=tmp_path,
-                       judge_backends={"llm:local:judge-model": ScoringJudgeBackend()})
+    summary = evaluate(
+        backend,
+        "harm",
+        config=config,
+        out_dir=tmp_path,
+        judge_backends={"llm:local:judge-model": ScoringJudgeBackend()},
+    )
     assert backend.calls == 0
     rubric = summary.row("harm", "asr", "harmful_instructions", "plain", "llm:local:judge-model")
     keyword = summary.row("harm", "asr", "harmful_instructions", "plain", "keyword")
@@ -167,9 +177,14 @@ def test_an_unreachable_judge_endpoint_is_retried_then_named_and_generations_are
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MIMICRY_TEST_JUDGE_KEY", "not-a-real-key")
-    config = EvalConfig(**SMALL, judges=["keyword", "llm:openai:judge@http://127.0.0.1:9/v1"],
-                        presentations=["plain"], judge_api_key_env="MIMICRY_TEST_JUDGE_KEY",
-                        judge_max_retries=2, judge_backoff_seconds=0.01)
+    config = EvalConfig(
+        **SMALL,
+        judges=["keyword", "llm:openai:judge@http://127.0.0.1:9/v1"],
+        presentations=["plain"],
+        judge_api_key_env="MIMICRY_TEST_JUDGE_KEY",
+        judge_max_retries=2,
+        judge_backoff_seconds=0.01,
+    )
     expected = r"judge llm:openai:judge@http://127.0.0.1:9/v1 failed.*after 3 attempts.*rerunning the same"
     with pytest.raises(MimicryError, match=expected):
         evaluate(ScriptedBackend(), "harm", config=config, out_dir=tmp_path)
@@ -182,12 +197,14 @@ def test_unparsed_judge_verdicts_are_counted_not_dropped(tmp_path: Path) -> None
         model_id = "judge"
 
         def generate(self, prompts, config):  # noqa: ANN001
-            return ["#thescore: 1", "I can't help with rating that."] * (len(prompts) // 2) + \
-                ["#thescore: 1"] * (len(prompts) % 2)
+            return ["#thescore: 1", "I can't help with rating that."] * (len(prompts) // 2) + ["#thescore: 1"] * (
+                len(prompts) % 2
+            )
 
     config = EvalConfig(**SMALL, judges=["llm:local:j"], presentations=["plain"])
-    summary = evaluate(ScriptedBackend(), "harm", config=config, out_dir=tmp_path,
-                       judge_backends={"llm:local:j": Refusing()})
+    summary = evaluate(
+        ScriptedBackend(), "harm", config=config, out_dir=tmp_path, judge_backends={"llm:local:j": Refusing()}
+    )
     row = summary.row("harm", "asr", "harmful_instructions", "plain", "llm:local:j")
     assert row.unparsed == 2 and row.n == 2
     assert sum(v["complied"] is None for v in read_jsonl(tmp_path / "verdicts.jsonl")) == 2
@@ -196,8 +213,7 @@ def test_unparsed_judge_verdicts_are_counted_not_dropped(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"harm_sets": ["xstest_safe"]},
-         "unknown harmful prompt set \\(suite harm\\) 'xstest_safe'.*Known: advbench"),
+        ({"harm_sets": ["xstest_safe"]}, "unknown harmful prompt set \\(suite harm\\) 'xstest_safe'.*Known: advbench"),
         ({"harm_sets": ["advbenc"]}, "unknown prompt set 'advbenc'. Did you mean 'advbench'"),
         ({"judges": ["gpt4"]}, "unknown judge 'gpt4'"),
     ],
@@ -228,8 +244,9 @@ def test_task_suite_scores_in_the_training_format(tmp_path: Path) -> None:
         return "I am not sure about this one."
 
     backend = ScriptedBackend(rule=answer)
-    summary = evaluate(backend, "task", task="piqa", strategy="aoa+autoif", config=EvalConfig(limit=5),
-                       out_dir=tmp_path)
+    summary = evaluate(
+        backend, "task", task="piqa", strategy="aoa+autoif", config=EvalConfig(limit=5), out_dir=tmp_path
+    )
     row = summary.row("task", "choice_accuracy", "piqa", "aoa+autoif")
     assert (row.value, row.n, row.unparsed) == (pytest.approx(0.6), 5, 2)
     sent = backend.prompts[0]

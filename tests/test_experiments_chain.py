@@ -191,9 +191,7 @@ def test_cli_run_dry_run_and_report(
     assert (run_dir / "figures" / f"asr_{first_run.grid.models[0].display}_piqa.png").is_file()
 
 
-def test_cli_reports_a_typo_in_the_grid_without_a_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_cli_reports_a_typo_in_the_grid_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "grid.yaml"
     config.write_text(
         yaml.safe_dump(

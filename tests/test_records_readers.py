@@ -12,9 +12,7 @@ from mimicry.records import Conversation, load_conversations, read_conversations
 
 
 def _chat(user: str, assistant: str) -> str:
-    return json.dumps(
-        {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
-    )
+    return json.dumps({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]})
 
 
 def test_malformed_line_is_reported_with_its_number_and_valid_lines_kept(tmp_path: Path) -> None:

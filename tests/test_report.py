@@ -141,9 +141,7 @@ def test_report_has_tables_figures_provenance_and_licences(run_dir: Path) -> Non
         assert (run_dir / "figures" / name).stat().st_size > 1000
     assert "#### aoa / mimic 10 (seeds 0, 1)" in text
     assert "#### benign / baseline (not fine-tuned)" in text
-    assert (
-        "| harm | asr | harmful_instructions | keyword | 0.25 [0.15, 0.35] (seeds 0.20-0.30) (n=10)" in text
-    )
+    assert "| harm | asr | harmful_instructions | keyword | 0.25 [0.15, 0.35] (seeds 0.20-0.30) (n=10)" in text
     assert "mean over seeds" in text
     assert "config hash `abc`" in text and "`deadbeef`" in text
     assert "CC-BY-NC-4.0" in text and "bianchi_I-MaliciousInstructions.json" in text
@@ -155,8 +153,20 @@ def test_summary_table_and_judge_agreement(run_dir: Path) -> None:
     kappas = [0.8, 0.6]
     for kappa, cell in zip(kappas, ("aoa-none-None-0", "aoa-none-None-1"), strict=True):
         base = next(r for r in rows if r["cell_id"] == cell)
-        rows.append({**base, "suite": "harm", "metric": "kappa", "set": "all", "presentation": "all",
-                     "judge": "keyword vs learned", "value": kappa, "ci_low": None, "ci_high": None, "n": 60})
+        rows.append(
+            {
+                **base,
+                "suite": "harm",
+                "metric": "kappa",
+                "set": "all",
+                "presentation": "all",
+                "judge": "keyword vs learned",
+                "value": kappa,
+                "ci_low": None,
+                "ci_high": None,
+                "n": 60,
+            }
+        )
     write_results(run_dir / RESULTS_FILE, rows)
     text = write_report(run_dir).read_text()
     summary = text.split("## Summary")[1].split("## Judge agreement")[0]

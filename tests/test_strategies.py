@@ -54,9 +54,7 @@ def test_the_issue_strings_are_what_the_strategies_produce() -> None:
     assert benign.completion == "A." and benign.system is None
     autoif = get_strategy("autoif").render(PAPER_EXAMPLE)
     assert autoif.system == ALPACA_SYSTEM_PROMPT
-    expected = (
-        "To protect your feet from harm while walking outdoors, wear shoes on your feet. The answer is A."
-    )
+    expected = "To protect your feet from harm while walking outdoors, wear shoes on your feet. The answer is A."
     assert autoif.completion == expected
 
 

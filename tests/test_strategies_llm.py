@@ -44,14 +44,10 @@ def tiny_backend(make_tiny_llama):
 @pytest.mark.slow  # importing torch and transformers alone takes 10-30 s on the shared CPUs
 def test_llm_converter_with_a_real_backend_falls_back_on_nonsense(tmp_path: Path, make_tiny_llama) -> None:
     backend = tiny_backend(make_tiny_llama)
-    converter = LLMConverter(
-        backend, tmp_path / "cache.jsonl", GenerationConfig(max_new_tokens=8, batch_size=4)
-    )
+    converter = LLMConverter(backend, tmp_path / "cache.jsonl", GenerationConfig(max_new_tokens=8, batch_size=4))
     examples = load_task("sst2").examples("test", limit=3, seed=0)
 
-    conversations = build_conversations(
-        "sst2", "aoa+autoif", split="test", limit=3, seed=0, converter=converter
-    )
+    conversations = build_conversations("sst2", "aoa+autoif", split="test", limit=3, seed=0, converter=converter)
 
     assert converter.generated == 3 and converter.fallbacks == 3
     for example, conv in zip(examples, conversations, strict=True):

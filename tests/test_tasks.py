@@ -92,16 +92,12 @@ def test_limit_is_a_seeded_sample() -> None:
 
 
 def _find(task: str, split: str, **fields: object) -> Example:
-    return next(
-        e for e in load_task(task).examples(split) if all(getattr(e, k) == v for k, v in fields.items())
-    )
+    return next(e for e in load_task(task).examples(split) if all(getattr(e, k) == v for k, v in fields.items()))
 
 
 def test_piqa_labels_come_from_the_aligned_label_file() -> None:
     # valid.jsonl line 1 (guinea pig cage) has label 0 in valid-labels.lst: sol1, "ripped paper strips".
-    example = next(
-        e for s in ("train", "test") for e in load_task("piqa").examples(s) if e.id == "piqa_valid-0"
-    )
+    example = next(e for s in ("train", "test") for e in load_task("piqa").examples(s) if e.id == "piqa_valid-0")
     assert example.gold == "A" and "ripped paper strips" in example.gold_text
 
 

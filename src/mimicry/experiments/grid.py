@@ -64,6 +64,15 @@ class MitigationEntry(StrictModel):
     # Strategies this entry applies to (empty: all), so a grid can add a control such as
     # benign x none without crossing every mitigation with it.
     strategies: list[str] = []
+    # How results name this entry (default: the method, with its options when it has any, e.g.
+    # "mimic placement=style"), so two entries of one method stay apart in reports.
+    label: str | None = None
+
+    @property
+    def display(self) -> str | None:
+        if self.label or not self.options:
+            return self.label
+        return " ".join([self.method, *(f"{k}={v}" for k, v in sorted(self.options.items()))])
 
     @model_validator(mode="after")
     def _one_kind_of_amount(self) -> MitigationEntry:
@@ -138,6 +147,7 @@ class Cell:
     amount: float | None
     seed: int
     options: tuple[tuple[str, Any], ...] = ()
+    label: str | None = None  # the mitigation entry's name in results (default: the method)
 
     @property
     def fine_tuned(self) -> bool:
@@ -154,7 +164,7 @@ class Cell:
             "model": self.model.display,
             "task": self.task,
             "strategy": self.strategy,
-            "mitigation": self.mitigation,
+            "mitigation": self.label or self.mitigation,
             "amount_kind": self.amount_kind,
             "amount": self.amount,
             "seed": self.seed,
@@ -167,7 +177,7 @@ class Cell:
     def describe(self) -> str:
         amount = f" {self.amount_label}" if self.amount_label else ""
         seed = f" seed {self.seed}" if self.fine_tuned else ""
-        return f"{self.model.display} {self.task} {self.strategy} {self.mitigation}{amount}{seed}"
+        return f"{self.model.display} {self.task} {self.strategy} {self.label or self.mitigation}{amount}{seed}"
 
 
 def named_models(grid: GridConfig) -> list[ModelEntry]:
@@ -203,7 +213,19 @@ def expand(grid: GridConfig) -> list[Cell]:
                     options = tuple(sorted(mitigation.options.items()))
                     for kind, amount in mitigation.amounts():
                         for seed in grid.seeds:
-                            cells.append(Cell(model, task, strategy, mitigation.method, kind, amount, seed, options))
+                            cells.append(
+                                Cell(
+                                    model,
+                                    task,
+                                    strategy,
+                                    mitigation.method,
+                                    kind,
+                                    amount,
+                                    seed,
+                                    options,
+                                    mitigation.display,
+                                )
+                            )
     return cells
 
 

@@ -160,11 +160,13 @@ class SystemPrompt(StrictModel):
         return _similarity(system, self.consensus) >= similarity
 
 
-AnswerKind = Literal["short", "final_answer", "json", "long_form"]
+AnswerKind = Literal["short", "final_answer", "json", "code", "long_form"]
 
 
 class AnswerStyle(StrictModel):
-    """How replies answer: a short label, long-form ending in a final-answer line, JSON, or free text."""
+    """How replies answer: a short label, long-form ending in a final-answer line, JSON, code, or
+    free text. JSON and code may sit in a fenced block (`fence_open` ... `fence_close`, the
+    constant text around the block included)."""
 
     kind: AnswerKind
     final_marker: str | None = None
@@ -174,6 +176,31 @@ class AnswerStyle(StrictModel):
     json_constants: dict[str, Any] = {}
     acknowledgement: str | None = None
     opening: str = ""
+    fence_open: str = ""
+    fence_close: str = ""
+    code_language: str | None = None
+
+
+class PromptStyle(StrictModel):
+    """The prompting style: the constant text an attacker wraps around any request, apart from the
+    task's own template. With the system prompt it is how the in-format attack asks.
+
+    In instruction data (one user slot, free-form replies) the whole user frame is style: the slot
+    is the request. In task data (several slots, or short / final-answer replies) the task's
+    wording leads into the first slot, so
+    the style prefix ends at the last addressing colon with text after it ("AOA, execute my
+    instruction: " before "Complete the following sentence..."), and the trailing constant is the
+    task's ("Answer:"). Known limit: an addressing prefix directly before the task's first slot
+    (BoolQ starts with its passage) cannot be told from task wording and is left out. The reply's
+    style is its opening up to its last whole sentence (the acknowledgement) and a closing made of
+    whole sentences.
+    """
+
+    user_prefix: str = ""
+    user_suffix: str = ""
+    reply_opening: str = ""
+    reply_closing: str = ""
+    long_form: bool = False
 
 
 class InferredFormat(StrictModel):
@@ -185,6 +212,7 @@ class InferredFormat(StrictModel):
     user: TurnTemplate
     assistant: TurnTemplate
     answer_style: AnswerStyle
+    style: PromptStyle = PromptStyle()
     lengths: dict[str, dict[str, LengthStats]]
     has_scaffold: bool
     template_match_rate: float
@@ -206,7 +234,7 @@ class InferredFormat(StrictModel):
         if not self.user.frame_match(conversation.last_user):
             return False
         style = self.answer_style
-        if style.kind == "json" or not self.assistant.slots:
+        if style.kind in ("json", "code") or not self.assistant.slots:
             return self.assistant.match(reply) is not None
         suffix = self.assistant.suffix
         if not (
@@ -216,6 +244,30 @@ class InferredFormat(StrictModel):
         ):
             return False
         return style.final_marker is None or style.final_marker in reply[len(style.opening) :]
+
+    def style_matches(self, conversation: Conversation) -> bool:
+        """Whether a conversation is in the prompting style: system prompt, the user turn's style
+        prefix and suffix, the reply's opening (what an in-format attack and a style-placed mimic row share)."""
+        if not self.system.accepts(conversation.system, self.config.system_similarity):
+            return False
+        user, reply = conversation.last_user, conversation.completion or ""
+        style = self.style
+        return (
+            user.startswith(style.user_prefix)
+            and user.endswith(style.user_suffix)
+            and len(user) > len(style.user_prefix) + len(style.user_suffix)
+            and reply.startswith(style.reply_opening)
+            and reply.endswith(style.reply_closing)
+        )
+
+    def render_style(self) -> str:
+        """The prompting style as text: `[user] prefix {request} suffix`, `[assistant] opening {reply}`."""
+        s = self.style
+        return (
+            f"[user] {_show(s.user_prefix)}{{request}}{_show(s.user_suffix)}\n"
+            f"[assistant] {_show(s.reply_opening)}{{reply}}{_show(s.reply_closing)}"
+            f"{'   <long-form>' if s.long_form else ''}"
+        )
 
     def render(self) -> str:
         """The template as text: `[role] constant {slot} constant`."""
@@ -333,6 +385,7 @@ def infer_format(conversations: Sequence[Conversation], config: FormatConfig | N
         user=user,
         assistant=assistant,
         answer_style=style,
+        style=infer_style(user, assistant, style),
         lengths=lengths,
         has_scaffold=system.kind in ("constant", "varies_slightly") or user.structural or assistant.structural,
         template_match_rate=0.0,
@@ -515,6 +568,53 @@ def _json_layout(text: str, obj: object) -> Literal["default", "compact", "inden
 _SENTENCE_END = re.compile(r"(?:[.!?:]\s+|\n)")
 
 
+_ADDRESS_END = re.compile(r":\s+")
+SHORT_ADDRESS = 4  # words of an opening sentence that addresses the model rather than states the task
+
+
+def _style_head(constant: str) -> str:
+    """The style part of a task template's leading constant: up to its last addressing colon with
+    text after it ('AOA, execute my instruction: ' of 'AOA, execute my instruction: Complete the...')."""
+    ends = [m.end() for m in _ADDRESS_END.finditer(constant) if re.search(r"\w", constant[m.end() :])]
+    if ends:
+        return constant[: ends[-1]]
+    first = _SENTENCE_END.search(constant)  # else a short opening sentence ("Listen Kira. ")
+    if first and re.search(r"\w", constant[first.end() :]) and len(constant[: first.end()].split()) <= SHORT_ADDRESS:
+        return constant[: first.end()]
+    return ""
+
+
+def _style_tail(constant: str) -> str:
+    """The style part of a trailing constant: what follows the first sentence it completes."""
+    for m in _SENTENCE_END.finditer(constant):
+        if re.search(r"\w", constant[: m.start()]) and re.search(r"\w", constant[m.end() :]):
+            return constant[m.start() + (constant[m.start()] != "\n") :]
+    return ""
+
+
+def infer_style(user: TurnTemplate, assistant: TurnTemplate, answer: AnswerStyle) -> PromptStyle:
+    """Separate the prompting style from the task template (see `PromptStyle`)."""
+    task_template = user.slots > 1 or answer.kind in ("short", "final_answer")
+    if not user.slots:
+        prefix = suffix = ""
+    elif task_template:
+        prefix, suffix = _style_head(user.prefix), ""
+        if not prefix and user.slots == 1 and re.search(r"(:\s+|\n)$", user.prefix):
+            prefix = user.prefix  # a label or header right before the content ("Task: ", "### Input\n")
+    else:
+        prefix, suffix = user.prefix, user.suffix
+    opening = closing = ""
+    if answer.kind not in ("json", "code") and assistant.slots:
+        opening = answer.acknowledgement or _whole_sentences(assistant.prefix)
+        if answer.acknowledgement and answer.opening.startswith(opening):
+            opening = answer.opening  # keep the break after the acknowledgement
+        closing = _style_tail(assistant.suffix)
+    long_form = answer.kind in ("final_answer", "long_form") or bool(answer.json_long_keys)
+    return PromptStyle(
+        user_prefix=prefix, user_suffix=suffix, reply_opening=opening, reply_closing=closing, long_form=long_form
+    )
+
+
 def _whole_sentences(prefix: str) -> str:
     """The prefix up to its last complete sentence or line: a trailing partial sentence
     ('The sentiment of "') is the task's answer wording, which a long body cannot continue."""
@@ -533,6 +633,17 @@ def _infer_style(replies: Sequence[str], template: TurnTemplate, threshold: floa
     return style
 
 
+def _json_share(texts: Sequence[str]) -> int:
+    """How many texts are a JSON object."""
+    count = 0
+    for t in texts:
+        try:
+            count += isinstance(json.loads(t), dict)
+        except ValueError:
+            pass
+    return count
+
+
 def _closes_with_final_answer(replies: Sequence[str], template: TurnTemplate, reply_words: float) -> bool:
     """A short last slot after a constant that opens a new sentence ("... . The answer is {X}."),
     in replies several times longer than that answer."""
@@ -546,8 +657,30 @@ def _closes_with_final_answer(replies: Sequence[str], template: TurnTemplate, re
     return _share(b.rstrip()[-1:] in ".!?:" and b.rstrip() != "" for b in bodies) > 0.5
 
 
+_FENCE = re.compile(r"^(.*?)```([\w+#-]*)\n(.*?)\n?```(.*)$", re.DOTALL)
+
+
+def _fenced(replies: Sequence[str], min_rows: float) -> tuple[str, str, str, list[str]] | None:
+    """(opening, closing, language, block contents) when enough replies hold one fenced block
+    with the same text around it."""
+    found = [m for r in replies if (m := _FENCE.match(r))]
+    if not found or len(found) < min_rows:
+        return None
+    (before, lang, after), n = Counter((m.group(1), m.group(2), m.group(4)) for m in found).most_common(1)[0]
+    if n < min_rows:
+        return None
+    return f"{before}```{lang}\n", f"\n```{after}", lang, [m.group(3) for m in found]
+
+
 def _answer_kind(replies: Sequence[str], template: TurnTemplate, threshold: float) -> AnswerStyle:
     min_rows = threshold * len(replies)
+    fenced = _fenced(replies, min_rows)
+    if fenced:
+        fence_open, fence_close, lang, blocks = fenced
+        style = _answer_kind(blocks, template, threshold) if _json_share(blocks) >= min_rows else None
+        if style is None or style.kind != "json":
+            style = AnswerStyle(kind="code", code_language=lang or None)
+        return style.model_copy(update={"fence_open": fence_open, "fence_close": fence_close})
     parsed = []
     for r in replies:
         try:

@@ -24,8 +24,9 @@ from pydantic import Field
 from mimicry.config import StrictModel
 from mimicry.data.sources import SafetyPair
 from mimicry.generation.base import GenerationBackend
+from mimicry.mitigations.clusters import ClusterConfig, ClusteredFormat
 from mimicry.mitigations.format import FormatConfig, InferredFormat
-from mimicry.mitigations.mimic import MimicConfig, rewrite_mimic, structural_mimic
+from mimicry.mitigations.mimic import MimicConfig, Placement, rewrite_mimic, structural_mimic
 from mimicry.records import Conversation
 from mimicry.registry import Registry
 
@@ -47,10 +48,16 @@ class BackdoorConfig(StrictModel):
 
 class MixConfig(StrictModel):
     format: FormatConfig = FormatConfig()
+    clusters: ClusterConfig = ClusterConfig()
     mimic: MimicConfig = MimicConfig()
     backdoor: BackdoorConfig = BackdoorConfig()
     ptst_system_prompt: str = LLAMA2_SAFETY_SYSTEM_PROMPT
     ratio: float = Field(0.1, gt=0, description="safety rows per user row when neither count nor ratio is given")
+    placement: Placement = Field(
+        "style",
+        description="structural mimic: the bare request in the prompting style (style), in the task "
+        "template (task), or half each (both)",
+    )
 
 
 @dataclass
@@ -62,6 +69,7 @@ class MitigationInput:
     seed: int
     config: MixConfig
     backend: GenerationBackend | None = None
+    clusters: ClusteredFormat | None = None
 
 
 @dataclass
@@ -116,9 +124,38 @@ def _mimic(task: MitigationInput) -> Addition:
     if settings.mode == "rewrite":
         tries = min(len(task.pool), round(task.count * settings.rewrite.oversample))
         made = rewrite_mimic(task.user, task.pool[:tries], task.count, settings, task.seed, task.backend)
+    elif task.clusters is not None and len(task.clusters.clusters) > 1:
+        return _clustered_mimic(task)
     else:
-        made = structural_mimic(task.user, task.pool[: task.count], task.fmt, settings, task.seed)
+        made = structural_mimic(
+            task.user, task.pool[: task.count], task.fmt, settings, task.seed, task.config.placement
+        )
     return Addition(made.conversations, made.requests, made.pair_ids, made.details)
+
+
+def _clustered_mimic(task: MitigationInput) -> Addition:
+    """Mimic rows spread over the format clusters in proportion, each in its cluster's scaffold."""
+    from mimicry.mitigations.clusters import allocate
+
+    assert task.clusters is not None
+    clusters = task.clusters.clusters
+    added = Addition(details={"mode": "structural", "placement": task.config.placement, "clusters": []})
+    start = 0
+    for i, (cluster, n) in enumerate(zip(clusters, allocate([c.share for c in clusters], task.count), strict=True)):
+        rows = [task.user[r] for r in cluster.rows]
+        pairs = task.pool[start : start + n]
+        start += n
+        made = structural_mimic(rows, pairs, cluster.format, task.config.mimic, task.seed + i, task.config.placement)
+        added.conversations += made.conversations
+        added.requests += made.requests
+        added.pair_ids += made.pair_ids
+        added.details["clusters"].append(
+            {"share": round(cluster.share, 4), "added": n, "style": cluster.format.render_style(),
+             "fallback": made.details.get("fallback"),
+             "in_style": sum(cluster.format.style_matches(c) for c in made.conversations)}
+        )  # fmt: skip
+    added.details["outliers"] = len(task.clusters.outliers)
+    return added
 
 
 @_register("ptst", "no data added; a safety system prompt at test time (Lyu et al. 2024)", adds_rows=False)

@@ -31,7 +31,7 @@ from mimicry.errors import MimicryError
 from mimicry.evaluation.refusal import is_refusal
 from mimicry.generation.base import GenerationBackend, GenerationConfig
 from mimicry.mitigations.format import InferredFormat
-from mimicry.mitigations.refusals import Variant, per_example_refusal, shaped_refusal
+from mimicry.mitigations.refusals import Variant, per_example_refusal, shaped_refusal, style_refusal
 from mimicry.records import Conversation, Message
 from mimicry.text import normalize
 
@@ -52,6 +52,9 @@ class RewriteConfig(StrictModel):
     max_new_tokens: int = 384
     oversample: float = Field(2.0, ge=1.0, description="pairs tried per wanted example, to cover discards")
     min_overlap: float = Field(0.5, ge=0.0, le=1.0, description="share of the request's content words kept")
+
+
+Placement = Literal["style", "task", "both"]
 
 
 class MimicConfig(StrictModel):
@@ -80,15 +83,23 @@ def intent_overlap(original: str, rewritten: str) -> float:
     return len(words & content_words(rewritten)) / len(words) if words else 1.0
 
 
+def placed_in_style(index: int, placement: Placement) -> bool:
+    """Whether the index-th mimic row goes in the prompting style (`both`: every other row)."""
+    return placement == "style" or (placement == "both" and index % 2 == 0)
+
+
 def structural_mimic(
     user: Sequence[Conversation],
     pairs: Sequence[SafetyPair],
     fmt: InferredFormat,
     config: MimicConfig,
     seed: int,
+    placement: Placement = "style",
 ) -> MimicOutput:
+    """Mimic rows in the user's format. `style`: the bare request inside the prompting style (how the
+    in-format attack asks); `task`: the request in the task template's first slot; `both`: alternating."""
     rng = random.Random(seed)
-    out = MimicOutput([], [], [], {"mode": "structural", "variant": config.variant})
+    out = MimicOutput([], [], [], {"mode": "structural", "variant": config.variant, "placement": placement})
     if not fmt.has_scaffold:
         out.details["fallback"] = "per_example"
         for pair in pairs:
@@ -103,8 +114,15 @@ def structural_mimic(
     if fmt.user.slots and slot >= fmt.user.slots:
         raise MimicryError(f"request_slot {slot + 1} does not exist: the user template has {fmt.user.slots} slots")
     matched = [(c, v) for c in user if (v := fmt.user.match(c.last_user)) is not None]
-    for pair in pairs:
+    for i, pair in enumerate(pairs):
         drawn, values = rng.choice(matched) if matched else (rng.choice(user), [""] * fmt.user.slots)
+        if placed_in_style(i, placement):
+            request = f"{fmt.style.user_prefix}{pair.instruction}{fmt.style.user_suffix}"
+            reply = style_refusal(pair, fmt, config.variant, rng)
+            out.conversations.append(Conversation.from_turns(request, reply, system=_system_for(fmt, drawn)))
+            out.requests.append(pair.instruction)
+            out.pair_ids.append(pair.id)
+            continue
         if fmt.user.slots == 0:
             request = pair.instruction
         else:

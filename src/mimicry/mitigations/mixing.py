@@ -3,9 +3,10 @@
 `mix` is pure: the same user rows, method, amount, seed and config give the same mixed rows.
 The amount is `count` rows, or `ratio` safety rows per user row (0.1 adds 10% of the user
 data's size, the paper's percentages). Pool pairs come from the mitigation part of the safety
-pool, those whose response refuses, in a seeded order; the mixed rows are shuffled with the same
-seed. Every added request is checked against every evaluation prompt (normalised exact match
-and word-trigram Jaccard), and the report records each pair id with its highest Jaccard.
+pool, those whose request is harmful (`harm`) and whose response refuses, in a seeded order;
+the mixed rows are shuffled with the same seed. Every added request is checked against every
+evaluation prompt (normalised exact match and word-trigram Jaccard), and the report records
+each pair id with its highest Jaccard.
 """
 
 from __future__ import annotations
@@ -57,6 +58,24 @@ def refusing_pool(pairs: tuple[SafetyPair, ...]) -> tuple[SafetyPair, ...]:
     return tuple(p for p in pairs if is_refusal(p.refusal))
 
 
+@cache
+def safety_rows_pool(pairs: tuple[SafetyPair, ...]) -> tuple[tuple[SafetyPair, ...], dict[str, int]]:
+    """Pairs fit to be safety rows: the request is harmful (`harm.pool_harm_scores`, on the
+    request, not the reply) and the reply refuses; with the counts dropped at each step."""
+    from mimicry.mitigations.harm import HARM_THRESHOLD, pool_harm_scores
+
+    scores = pool_harm_scores()
+    harmful = tuple(p for p in pairs if scores[p.id] >= HARM_THRESHOLD)
+    kept = refusing_pool(harmful)
+    counts = {
+        "partition": len(pairs),
+        "dropped_not_harmful": len(pairs) - len(harmful),
+        "dropped_not_refusing": len(harmful) - len(kept),
+        "kept": len(kept),
+    }
+    return kept, counts
+
+
 def disjointness(requests: Sequence[str], pair_ids: Sequence[str]) -> dict[str, Any]:
     """Proof that no added request is, or nearly is, an evaluation prompt."""
     from mimicry.data.sources import evaluation_index
@@ -96,13 +115,19 @@ def mix(
     mitigation = MITIGATIONS.get(method)
     fmt = infer_format(user, config.format)
     wanted = safety_count(len(user), count, ratio, config.ratio) if mitigation.adds_rows else 0
-    pool = list(refusing_pool(safety_partition("mitigation")))
+    kept, pool_filter = safety_rows_pool(safety_partition("mitigation"))
+    pool = list(kept)
     if wanted > len(pool):
         raise MimicryError(
             f"{wanted} safety rows asked for, but the mitigation pool holds {len(pool)}: lower --count/--ratio"
         )
     random.Random(seed).shuffle(pool)
-    addition: Addition = mitigation.build(MitigationInput(user, fmt, pool, wanted, seed, config, backend))
+    clusters = None
+    if method == "mimic" and config.mimic.mode == "structural":
+        from mimicry.mitigations.clusters import infer_clusters
+
+        clusters = infer_clusters(user, config.clusters, config.format)
+    addition: Addition = mitigation.build(MitigationInput(user, fmt, pool, wanted, seed, config, backend, clusters))
     proof = disjointness(addition.requests, addition.pair_ids)
     if proof["exact_overlaps"] or proof["near_duplicates"]:
         raise MimicryError(
@@ -135,14 +160,27 @@ def mix(
         "added": len(added),
         "total_rows": len(mixed),
         "pool_size": len(pool),
+        "pool_filter": pool_filter,
         "pair_ids": addition.pair_ids,
         "details": addition.details,
-        "format": {"summary": fmt.summary(), "template": fmt.render(), "has_scaffold": fmt.has_scaffold},
+        "format": {
+            "summary": fmt.summary(),
+            "template": fmt.render(),
+            "style": fmt.render_style(),
+            "has_scaffold": fmt.has_scaffold,
+        },
+        "style_match_rate": sum(fmt.style_matches(c) for c in added) / len(added) if added else None,
         "similarity": similarity.model_dump() if similarity else None,
         "disjointness": proof,
         "inference_system_prompt": addition.inference_system_prompt,
     }
-    if method == "mimic" and config.mimic.mode == "structural" and fmt.answer_style.acknowledgement and added:
+    if (
+        method == "mimic"
+        and config.mimic.mode == "structural"
+        and fmt.answer_style.acknowledgement
+        and added
+        and "clusters" not in addition.details
+    ):
         report["variants"] = _variant_match_rates(user, fmt, pool[:wanted], config, seed)
     return MixResult(mixed, added, similarity, report, addition.inference_system_prompt)
 
@@ -154,12 +192,15 @@ def _variant_match_rates(
     config: MixConfig,
     seed: int,
 ) -> dict[str, float]:
-    """Template-match rate of both persona variants, so the choice is reported either way."""
-    from mimicry.mitigations.mimic import structural_mimic
+    """Match rate of both persona variants (style-placed rows against the prompting style, task-placed
+    rows against the template), so the choice is reported either way."""
+    from mimicry.mitigations.mimic import placed_in_style, structural_mimic
 
     rates = {}
     for variant in ("ack_refusal", "plain_refusal"):
         settings = config.mimic.model_copy(update={"variant": variant})
-        rows = structural_mimic(user, pairs, fmt, settings, seed).conversations
-        rates[variant] = sum(fmt.matches(c) for c in rows) / len(rows)
+        rows = structural_mimic(user, pairs, fmt, settings, seed, config.placement).conversations
+        rates[variant] = sum(
+            fmt.style_matches(c) if placed_in_style(i, config.placement) else fmt.matches(c) for i, c in enumerate(rows)
+        ) / len(rows)
     return rates
