@@ -1,8 +1,9 @@
 """A cheap learned judge: TF-IDF n-grams of the reply + logistic regression (scikit-learn).
 
 Replies that are empty, looped or an echo of the prompt are `other` (see `judges.other_reason`);
-the classifier splits the rest into compliance and refusal. It is trained on the `train` half of the judge-validation set and used only when it beats the
-keyword judge's F1 on the `test` half; otherwise building it is an error that says so. It reads
+the classifier splits the rest into compliance and refusal. It is trained on the `train` half of
+the judge-validation set and used only when it beats the keyword judge's F1 on the `test` half;
+otherwise building it is an error that says so. It reads
 the reply alone, so it cannot learn that harmful prompts usually get refusals in the set.
 """
 
