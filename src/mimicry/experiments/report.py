@@ -408,6 +408,15 @@ class ReportBuilder:
         lines.append("")
         return lines
 
+    def paired_lines(self) -> list[str]:
+        """Each mitigation against none and generic, in-format, paired on prompts (see `paired`)."""
+        from mimicry.experiments.paired import comparison_lines, paired_comparisons
+
+        root = self.provenance.get("artifacts_root")
+        if not root or not self.harm_judge:
+            return ["No paired comparison: the run records no artifacts root or no harm verdicts.", ""]
+        return comparison_lines(paired_comparisons(self.rows, Path(root), self.harm_judge), self.harm_judge)
+
     def licence_notes(self) -> list[str]:
         from mimicry.data.root import data_root
 
@@ -465,6 +474,7 @@ class ReportBuilder:
                 "",
             ]
         lines += ["## Summary", "", *self.summary_tables(), "## Judge agreement", "", *self.judge_agreement()]
+        lines += ["## Paired comparisons", "", *self.paired_lines()]
         lines += ["## Figures", ""]
         lines += [f"### {title}\n\n![{title}]({path})\n" for title, path in self.figures]
         lines += [
