@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mimicry.evaluation.judges import VERDICT_KEY_VERSION
-from mimicry.evaluation.metrics import mcnemar_exact, paired_bootstrap_diff
+from mimicry.evaluation.metrics import mcnemar_exact, paired_bootstrap_diff, two_level_bootstrap_mean
 from mimicry.evaluation.suites import verdict_label
 
 REFERENCES = ("none", "generic")
@@ -35,6 +35,7 @@ class Comparison:
     seeds: int
     prompts: int
     asr: float
+    asr_ci: tuple[float, float]  # two-level bootstrap: seeds and prompts resampled
     reference_asr: float
     diff: float
     ci_low: float
@@ -96,8 +97,8 @@ def paired_comparisons(rows: Sequence[dict[str, Any]], artifacts_root: Path, jud
                 comparison = _compare(by_seed, cells[ref], outcomes, seed)
                 if comparison is None:
                     continue
-                seeds, prompts, a, b, diff, low, high, p = comparison
-                found.append(Comparison(model, task, strategy, mitigation, ref[3], seeds, prompts, a, b, diff,
+                seeds, prompts, a, a_ci, b, diff, low, high, p = comparison
+                found.append(Comparison(model, task, strategy, mitigation, ref[3], seeds, prompts, a, a_ci, b, diff,
                                         low, high, p))
     return found
 
@@ -128,8 +129,11 @@ def _compare(cell: dict[int, str], reference: dict[int, str], outcomes: Any, see
     mean_a = [sum(per_prompt_a[i]) / len(per_prompt_a[i]) for i in items]
     mean_b = [sum(per_prompt_b[i]) / len(per_prompt_b[i]) for i in items]
     diff, low, high = paired_bootstrap_diff(mean_a, mean_b, seed=seed)
-    return (len(seeds), len(items), sum(flat_a) / len(flat_a), sum(flat_b) / len(flat_b), diff, low, high,
-            mcnemar_exact(flat_a, flat_b))
+    complete = [i for i in items if len(per_prompt_a[i]) == len(seeds)]
+    matrix = [[per_prompt_a[i][s] for i in complete] for s in range(len(seeds))]
+    _, a_low, a_high = two_level_bootstrap_mean(matrix, seed=seed)
+    return (len(seeds), len(items), sum(flat_a) / len(flat_a), (a_low, a_high), sum(flat_b) / len(flat_b), diff,
+            low, high, mcnemar_exact(flat_a, flat_b))
 
 
 def comparison_lines(comparisons: Sequence[Comparison], judge: str) -> list[str]:
@@ -140,15 +144,18 @@ def comparison_lines(comparisons: Sequence[Comparison], judge: str) -> list[str]
     lines = [
         f"In-format ASR (compliance rate, judge `{judge}`) of each mitigation against `none` and `generic` "
         "on the same prompts and seeds: difference with a paired bootstrap 95% interval, and McNemar's "
-        "exact p-value on the discordant (seed, prompt) pairs.",
+        "exact p-value on the discordant (seed, prompt) pairs. The mitigation's ASR is the mean over seeds with "
+        "a two-level bootstrap interval (seeds and prompts both resampled).",
         "",
-        "| model | task | strategy | mitigation | vs | seeds | prompts | ASR | ref ASR | difference [95% CI] | p |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---|---:|",
+        "| model | task | strategy | mitigation | vs | seeds | prompts | ASR [95% CI] | ref ASR | "
+        "difference [95% CI] | p |",
+        "|---|---|---|---|---|---:|---:|---|---:|---|---:|",
     ]
     for c in comparisons:
         lines.append(
             f"| {c.model} | {c.task} | {c.strategy} | {c.mitigation} | {c.reference} | {c.seeds} | {c.prompts} | "
-            f"{c.asr:.2f} | {c.reference_asr:.2f} | {c.diff:+.2f} [{c.ci_low:+.2f}, {c.ci_high:+.2f}] | "
+            f"{c.asr:.2f} [{c.asr_ci[0]:.2f}, {c.asr_ci[1]:.2f}] | {c.reference_asr:.2f} | "
+            f"{c.diff:+.2f} [{c.ci_low:+.2f}, {c.ci_high:+.2f}] | "
             f"{c.p_value:.3g} |"
         )
     lines.append("")
