@@ -176,17 +176,22 @@ def _generate(ctx: EvalContext, items: Sequence[Item], generation: GenerationCon
 
 
 def _judge(ctx: EvalContext, generations: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    return judge_generations(ctx.judges, generations, ctx.verdicts, ctx.config.judge_batch_size)
+
+
+def judge_generations(judges: Sequence[Judge], generations: Sequence[dict[str, Any]], store: RecordStore,
+                      batch_size: int) -> dict[str, dict[str, dict[str, Any]]]:
     """Verdicts of every judge on every generation, judging only what is not stored yet."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for judge in ctx.judges:
+    for judge in judges:
         def vkey(g: dict[str, Any], judge: Judge = judge) -> str:
             return f"{g['key']}|{judge.judge_id}|{VERDICT_KEY_VERSION}"
 
-        todo = [g for g in generations if vkey(g) not in ctx.verdicts]
-        for start in range(0, len(todo), ctx.config.judge_batch_size):
-            batch = todo[start : start + ctx.config.judge_batch_size]
+        todo = [g for g in generations if vkey(g) not in store]
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
             verdicts = judge.judge_batch([(g["prompt"], g["response"]) for g in batch])
-            ctx.verdicts.append(
+            store.append(
                 {
                     "key": vkey(g), "generation_key": g["key"], "config_hash": g["config_hash"],
                     "model": g["model"], "suite": g["suite"], "set": g["set"],
@@ -195,7 +200,7 @@ def _judge(ctx: EvalContext, generations: Sequence[dict[str, Any]]) -> dict[str,
                 }
                 for g, v in zip(batch, verdicts, strict=True)
             )
-        out[judge.judge_id] = {g["key"]: ctx.verdicts.get(vkey(g)) or {} for g in generations}
+        out[judge.judge_id] = {g["key"]: store.get(vkey(g)) or {} for g in generations}
     return out
 
 
@@ -289,9 +294,13 @@ def verdict_label(record: dict[str, Any]) -> str:
 def harm_suite(ctx: EvalContext) -> list[SummaryRow]:
     items = _prompt_items(ctx, "harm", ctx.config.harm_sets)
     generations = list(_generate(ctx, items, ctx.generation_config(), "harm").values())
-    verdicts = _judge(ctx, generations)
+    return harm_rows(generations, _judge(ctx, generations), ctx.config.seed)
+
+
+def harm_rows(generations: Sequence[dict[str, Any]], verdicts: dict[str, dict[str, dict[str, Any]]],
+              seed: int) -> list[SummaryRow]:
+    """Per set and presentation: degenerate rate and each judge's rates; then kappa between judges."""
     rows: list[SummaryRow] = []
-    seed = ctx.config.seed
     for (set_name, presentation), group in _groups(generations).items():
         rows.append(_rate_row("harm", "degenerate_rate", set_name, presentation,
                               [is_degenerate(g["response"]) for g in group], seed))
@@ -447,4 +456,43 @@ def evaluate(
         rows.extend(r.model_copy(update={"max_new_tokens": tokens or config.max_new_tokens}) for r in suite_rows)
     summary = EvalSummary(model=backend.model_id, config_hash=hash_obj(config), out_dir=str(out), rows=rows)
     atomic_write_text(out / "summary.json", summary.model_dump_json(indent=2))
+    return summary
+
+
+def rescore(out_dir: Path, judge_specs: Sequence[str], batch_size: int = 16, seed: int = 0) -> EvalSummary:
+    """Re-judge the stored harm generations of an evaluation directory with `judge_specs`, without
+    generating. The old verdicts and summary are first copied to timestamped backups (never
+    overwritten); new verdicts are appended, and `summary.json` is rewritten with the harm rows
+    recomputed (other suites' rows kept)."""
+    import shutil
+    import time
+
+    from mimicry.console import info
+
+    gen_file = out_dir / "generations.jsonl"
+    if not gen_file.is_file():
+        raise MimicryError(f"no generations.jsonl in {out_dir}: point rescore at an evaluation directory "
+                           "(the --out of `mimicry eval`, or an evaluate artifact's eval/ directory)")
+    generations = [g for g in RecordStore(gen_file).records() if g.get("suite") == "harm"]
+    if not generations:
+        raise MimicryError(f"{gen_file} holds no harm-suite generations to re-judge")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in ("verdicts.jsonl", "summary.json"):
+        if (out_dir / name).is_file():
+            backup = out_dir / f"{name}.bak-{stamp}"
+            shutil.copy2(out_dir / name, backup)
+            info(f"kept the old {name} as {backup.name}")
+    specs = parse_judge_list(list(judge_specs))
+    judges = [build_judge(spec) for spec in specs]
+    verdicts = judge_generations(judges, generations, RecordStore(out_dir / "verdicts.jsonl"), batch_size)
+    tokens = generations[0].get("generation", {}).get("max_new_tokens")
+    rows = [r.model_copy(update={"max_new_tokens": tokens}) for r in harm_rows(generations, verdicts, seed)]
+    old_rows: list[SummaryRow] = []
+    model, config_hash = generations[0]["model"], generations[0]["config_hash"]
+    if (out_dir / "summary.json").is_file():
+        old = EvalSummary.model_validate_json((out_dir / "summary.json").read_text(encoding="utf-8"))
+        old_rows = [r for r in old.rows if r.suite != "harm"]
+        config_hash = old.config_hash
+    summary = EvalSummary(model=model, config_hash=config_hash, out_dir=str(out_dir), rows=old_rows + rows)
+    atomic_write_text(out_dir / "summary.json", summary.model_dump_json(indent=2))
     return summary
