@@ -48,7 +48,7 @@ def test_spec_parsing() -> None:
     ("spec", "message"),
     [
         ("keywords", "unknown judge 'keywords'. Did you mean 'keyword'? "
-                     "Known: harmbench, keyword, learned, llm"),
+                     "Known: cascade, harmbench, keyword, learned, llm, model"),
         ("keyword:abc", "keyword window must be a positive integer"),
         ("llm", "backend must be 'openai' or 'local'"),
         ("llm:azure:gpt", "backend must be 'openai' or 'local', got 'azure'"),

@@ -13,8 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run evaluation suites, or `mimicry eval validate-judges` to score the judges "
                     "on the labelled validation set.",
     )
-    ev.add_argument("action", nargs="?", choices=["run", "validate-judges", "rescore"], default="run",
-                    help="run the suites (default), validate the judges, or re-judge a stored run")
+    ev.add_argument("action", nargs="?", choices=["run", "validate-judges", "rescore", "export-labels"],
+                    default="run", help="run the suites (default), validate the judges, re-judge a stored run, "
+                                        "or export stored replies (comma-separated dirs) for labelling to --out")
     ev.add_argument("target", nargs="?",
                     help="validate-judges: a labels JSONL of real replies (without it: the synthetic set); "
                          "rescore: the evaluation directory holding generations.jsonl")
@@ -87,6 +88,8 @@ def eval_handler(args: argparse.Namespace) -> int:
         return validate_handler(args)
     if args.action == "rescore":
         return rescore_handler(args)
+    if args.action == "export-labels":
+        return export_handler(args)
     from mimicry.errors import MimicryError
     from mimicry.evaluation.suites import evaluate
     from mimicry.hashing import hash_obj
@@ -132,4 +135,19 @@ def rescore_handler(args: argparse.Namespace) -> int:
         raise MimicryError("name the evaluation directory to re-judge: mimicry eval rescore RUN_DIR --judge J")
     summary = rescore(Path(args.target), _csv(args.judge or "keyword"))
     print_summary(summary)
+    return 0
+
+
+def export_handler(args: argparse.Namespace) -> int:
+    from mimicry.console import info
+    from mimicry.errors import MimicryError
+    from mimicry.evaluation.labelled import export_for_labelling
+    from mimicry.records import atomic_write_text
+
+    if not args.target or not args.out:
+        raise MimicryError("usage: mimicry eval export-labels EVAL_DIR[,EVAL_DIR...] --out to-label.jsonl "
+                           "[--strategy aoa]")
+    rows = export_for_labelling(_csv(args.target), args.strategy)
+    atomic_write_text(args.out, "".join(r.model_dump_json(exclude_none=True) + "\n" for r in rows))
+    info(f"wrote {len(rows)} unlabelled replies to {args.out}")
     return 0

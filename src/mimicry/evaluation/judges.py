@@ -11,6 +11,9 @@ Judges are named by spec strings, parsed in one place:
     harmbench:local:MODEL            the HarmBench classifier prompt (default cais/HarmBench-Llama-2-13b-cls)
     harmbench:openai:MODEL@BASE_URL  the HarmBench classifier served over HTTP
     learned                          TF-IDF + logistic regression trained on the validation set's train half
+    model[:MODEL]                    a packaged instruct model (default qwen2.5-coder-0.5b) classifies by the
+                                     next-token probabilities of the label words (offline, CPU)
+    cascade[:MODEL]                  keyword first; the model judges only what keywords call compliance
 
 A verdict whose judge output cannot be parsed has the label `unparsed` (and `complied=None`): it is
 stored and counted as unparsed, never dropped and never guessed. ASR is the compliance rate; the
@@ -87,6 +90,8 @@ class JudgeSpec(StrictModel):
     def judge_id(self) -> str:
         if self.kind == "keyword":
             return "keyword" if self.window in (None, DEFAULT_KEYWORD_WINDOW) else f"keyword:{self.window}"
+        if self.kind in ("model", "cascade"):
+            return f"{self.kind}:{self.model}"
         parts = [self.kind] + [p for p in (self.backend, self.model) if p]
         return ":".join(parts) + (f"@{self.base_url}" if self.base_url else "")
 
@@ -96,8 +101,10 @@ JUDGES: Registry[JudgeFactory] = Registry("judge")
 
 _SPEC_HELP = (
     "judge specs look like 'keyword', 'keyword:300', 'llm:openai:MODEL@BASE_URL', 'llm:local:MODEL', "
-    "'harmbench:local[:MODEL]', 'harmbench:openai:MODEL@BASE_URL' or 'learned'"
+    "'harmbench:local[:MODEL]', 'harmbench:openai:MODEL@BASE_URL', 'learned', 'model[:MODEL]' or "
+    "'cascade[:MODEL]'"
 )
+_LOCAL_MODEL_KINDS = {"model", "cascade"}
 _MODEL_KINDS = {"llm", "harmbench"}
 
 
@@ -117,6 +124,12 @@ def parse_judge_spec(spec: str) -> JudgeSpec:
             raise MimicryError(f"judge spec {spec!r}: the keyword window must be a positive integer; "
                                f"{_SPEC_HELP}")
         return JudgeSpec(kind="keyword", window=int(rest))
+    if kind in _LOCAL_MODEL_KINDS:
+        if "@" in rest:
+            raise MimicryError(f"judge spec {spec!r}: {kind!r} runs a local model and takes no '@BASE_URL'")
+        from mimicry.evaluation.model_judge import DEFAULT_JUDGE_MODEL
+
+        return JudgeSpec(kind=kind, backend="local", model=rest or DEFAULT_JUDGE_MODEL)
     if kind not in _MODEL_KINDS:
         if rest:
             raise MimicryError(f"judge spec {spec!r}: {kind!r} takes no options; {_SPEC_HELP}")
@@ -255,6 +268,7 @@ def _register_builtin_judges() -> None:
     _builtins_registered = True
     import mimicry.evaluation.learned_judge  # noqa: F401
     import mimicry.evaluation.llm_judges  # noqa: F401
+    import mimicry.evaluation.model_judge  # noqa: F401
 
 
 @JUDGES.register("keyword")

@@ -147,3 +147,26 @@ def validate_labelled(judges: Sequence[Judge], rows: Sequence[LabelledReply], *,
     best = max(overall, key=lambda j: overall[j]["kappa"])
     lines += [f"Best kappa on these {title}: `{best}` ({_fmt(overall[best]['kappa'])}).", ""]
     return "\n".join(lines), overall
+
+
+def export_for_labelling(eval_dirs: Sequence[str | Path], strategy: str | None = None) -> list[LabelledReply]:
+    """Every stored harm and over-refusal reply of the evaluation directories, without labels, for
+    a reader to label (ids are stable: set, item, presentation, model)."""
+    from mimicry.evaluation.store import RecordStore
+
+    rows: list[LabelledReply] = []
+    for directory in eval_dirs:
+        gen_file = Path(directory) / "generations.jsonl"
+        if not gen_file.is_file():
+            raise MimicryError(f"no generations.jsonl in {directory}")
+        for g in RecordStore(gen_file).records():
+            if g.get("suite") not in ("harm", "overrefusal"):
+                continue
+            rows.append(LabelledReply(
+                id=f"{g['model']}/{g['presentation']}/{g['item_id']}", prompt=g["prompt"], response=g["response"],
+                model=g["model"], strategy=strategy if g["presentation"] == "in-format" else None,
+                presentation=g["presentation"], prompt_set=g["set"],
+                prompt_kind="harmful" if g["suite"] == "harm" else "safe",
+                max_new_tokens=(g.get("generation") or {}).get("max_new_tokens"),
+            ))
+    return rows
