@@ -120,7 +120,7 @@ def validate_handler(args: argparse.Namespace) -> int:
     else:
         report = validation_markdown(judges, build_validation_set())
     target = args.write or args.out
-    out.print(report, markup=False, highlight=False)
+    out.print(report, markup=False, highlight=False, soft_wrap=True)
     if target:
         atomic_write_text(target, report)
         info(f"wrote {target}")
