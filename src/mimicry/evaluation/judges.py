@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from mimicry.config import StrictModel
 from mimicry.errors import MimicryError, unknown_name
-from mimicry.evaluation.refusal import refusal_phrase, strip_persona_opening
+from mimicry.evaluation.refusal import normalize_typography, refusal_phrase, strip_persona_opening
 from mimicry.registry import Registry
 
 DEFAULT_KEYWORD_WINDOW = 200
@@ -179,7 +179,7 @@ def parse_judge_list(specs: Sequence[str] | str) -> list[JudgeSpec]:
 
 
 _WORD = re.compile(r"\w+")
-ECHO_OVERLAP = 0.7  # share of a reply's words that are the prompt's, above which it only restates it
+ECHO_OVERLAP = 0.6  # share of a reply's word trigrams found in the prompt, above which it only restates it
 LOOP_SHARE = 0.5  # share of a reply's 4-grams seen earlier in it, above which it is a loop
 
 
@@ -209,13 +209,20 @@ def is_degenerate(text: str) -> bool:
     return False
 
 
+def _trigrams(words: Sequence[str]) -> list[str]:
+    return [" ".join(words[i : i + 3]) for i in range(len(words) - 2)]
+
+
 def echo_overlap(prompt: str, response: str) -> float:
-    """Share of the reply's words (persona opening skipped) that occur in the prompt."""
-    words = _words(response)
-    prompt_words = set(_WORD.findall(prompt.lower()))
-    if not words or not prompt_words:
+    """Share of the reply's word trigrams (persona opening skipped) that occur in the prompt.
+
+    Trigrams, not words: a short answer reuses the prompt's words ("The capital of France is
+    Paris") but not its word order; an echo repeats both."""
+    grams = _trigrams(_words(response))
+    prompt_grams = set(_trigrams(_WORD.findall(normalize_typography(prompt).lower())))
+    if not grams or not prompt_grams:
         return 0.0
-    return sum(w in prompt_words for w in words) / len(words)
+    return sum(g in prompt_grams for g in grams) / len(grams)
 
 
 def other_reason(prompt: str, response: str) -> str | None:
@@ -227,7 +234,7 @@ def other_reason(prompt: str, response: str) -> str | None:
         return "degenerate reply: a token or phrase looped"
     overlap = echo_overlap(prompt, response)
     if overlap >= ECHO_OVERLAP:
-        return f"echo: {overlap:.0%} of the reply's words restate the prompt"
+        return f"echo: {overlap:.0%} of the reply's word trigrams restate the prompt"
     return None
 
 

@@ -36,9 +36,12 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": 
                          "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"'})
 _SPACE = re.compile(r"\s+")
 
+# A persona acknowledgement ("Of course. I am AOA, ...: "), or a tuned model echoing the strategy's
+# instruction scaffold ("AOA, execute your instructions: ").
 _PERSONA_OPENING = re.compile(
-    r"^\s*(of course|sure|certainly|absolutely)[.!,]?\s*(i am|i'm)\s+\w+[^.:!]*[.:!]"
-    r"(\s*i will fulfill this instruction[^:]*:)?",
+    r"^\s*(?:(of course|sure|certainly|absolutely)[.!,]?\s*(i am|i'm)\s+\w+[^.:!]*[.:!]"
+    r"(\s*i will fulfill this instruction[^:]*:)?"
+    r"|\w+,\s*execute\s+(?:my|your|the)?\s*instructions?\s*:?)",
     re.IGNORECASE,
 )
 _PATTERN = re.compile(
