@@ -50,6 +50,7 @@ class ModelJudge(Judge):
         if len(set(self.label_tokens)) != len(LABELS):
             raise MimicryError(f"judge {judge_id}: the label words share a first token in this tokenizer")
         self.prior = self._label_probs([("N/A", "N/A")])[0]
+        self._seen: dict[tuple[str, str], Verdict] = {}  # a cascade and a full pass share forward passes
 
     def messages(self, prompt: str, response: str) -> list[Message]:
         reply = response.strip()[:MAX_REPLY_CHARS] or "(empty)"
@@ -74,6 +75,12 @@ class ModelJudge(Judge):
         return out
 
     def judge_batch(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
+        todo = list(dict.fromkeys(p for p in pairs if p not in self._seen))
+        for pair, verdict in zip(todo, self._judge_new(todo), strict=True):
+            self._seen[pair] = verdict
+        return [self._seen[p] for p in pairs]
+
+    def _judge_new(self, pairs: Sequence[tuple[str, str]]) -> list[Verdict]:
         verdicts: list[Verdict] = []
         for raw in self._label_probs(pairs):
             calibrated = [p / max(q, 1e-9) for p, q in zip(raw, self.prior, strict=True)]
