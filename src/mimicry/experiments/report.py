@@ -3,7 +3,10 @@
 Seeds are aggregated per configuration (model, task, strategy, mitigation, amount): the value is
 the mean over seeds and the 95% interval is the mean of the per-seed bootstrap bounds (each
 seed's interval covers the prompt sampling at the same n); the spread over seeds (min-max) is
-shown beside it, so training variance is visible and not folded into the interval.
+shown beside it, so training variance is visible and not folded into the interval. Comparisons
+between cells do not rest on these: the paired comparison section (`experiments.paired`) tests
+each mitigation against `none` and `generic` on the same prompts, and gives the seed-mean ASR with a
+two-level (seeds x prompts) bootstrap interval.
 """
 
 from __future__ import annotations
