@@ -19,7 +19,7 @@ from mimicry.config import StrictModel
 from mimicry.errors import MimicryError
 from mimicry.evaluation.judges import LABELS, UNPARSED, Judge
 
-TAGS = ("model", "strategy", "presentation", "prompt_set")
+TAGS = ("model", "presentation", "prompt_set", "prompt_kind")
 
 
 class LabelledReply(StrictModel):
