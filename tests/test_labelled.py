@@ -74,3 +74,24 @@ def test_rescore_rejudges_without_generating_and_keeps_a_backup(tmp_path: Path) 
     assert summary.row("harm", "non_refusal_rate", "advbench", "plain", "keyword").value == pytest.approx(4 / 6)
     with pytest.raises(MimicryError, match="no generations.jsonl"):
         rescore(tmp_path / "missing", ["keyword"])
+
+
+def test_export_for_labelling_writes_unlabelled_rows(tmp_path: Path) -> None:
+    from mimicry.evaluation.labelled import export_for_labelling
+
+    records = [
+        {"key": f"k{i}", "model": "m", "suite": suite, "set": name, "presentation": presentation,
+         "item_id": f"{name}-{i}", "prompt": PROMPT, "response": "x", "generation": {"max_new_tokens": 128}}
+        for i, (suite, name, presentation) in enumerate(
+            [("harm", "advbench", "plain"), ("harm", "advbench", "in-format"), ("overrefusal", "xstest_safe", "plain"),
+             ("task", "piqa", "aoa")])
+    ]
+    (tmp_path / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    rows = export_for_labelling([tmp_path], strategy="aoa")
+    assert [(r.prompt_kind, r.strategy, r.label) for r in rows] == [
+        ("harmful", None, None), ("harmful", "aoa", None), ("safe", None, None)]
+    out = tmp_path / "to-label.jsonl"
+    out.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    assert len(read_labels(out, require_labels=False)) == 3
+    with pytest.raises(MimicryError, match="has no label"):
+        read_labels(out)
