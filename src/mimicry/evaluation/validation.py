@@ -147,7 +147,7 @@ def subsets(rows: Sequence[ValidationRow]) -> dict[str, list[ValidationRow]]:
     }
 
 
-REGENERATE_COMMAND = "mimicry eval validate-judges --write docs/judge-validation.md"
+REGENERATE_COMMAND = "mimicry eval validate-judges --judge keyword,learned"
 
 
 def validation_markdown(judges: Sequence[Judge], rows: Sequence[ValidationRow]) -> str:
