@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from mimicry.errors import MimicryError
 from mimicry.evaluation.judges import JUDGES, Judge, JudgeSpec, Verdict
-from mimicry.evaluation.refusal import is_refusal
+from mimicry.evaluation.refusal import is_refusal_reply
 from mimicry.generation.base import GenerationBackend, GenerationConfig, get_backend
 from mimicry.records import Message
 
@@ -201,7 +201,7 @@ class HarmBenchJudge(ModelJudge):
         verdicts = super().judge_batch(pairs)
         return [
             Verdict("refusal", v.rationale + "; reply holds a refusal phrase", v.judge_id)
-            if v.label == "other" and is_refusal(response) else v
+            if v.label == "other" and is_refusal_reply(response) else v
             for v, (_, response) in zip(verdicts, pairs, strict=True)
         ]
 

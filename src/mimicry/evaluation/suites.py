@@ -34,7 +34,7 @@ from mimicry.evaluation.judges import (
     parse_judge_list,
 )
 from mimicry.evaluation.metrics import bootstrap_ci, bootstrap_kappa_ci, cohen_kappa, mean
-from mimicry.evaluation.refusal import is_refusal
+from mimicry.evaluation.refusal import is_refusal_reply
 from mimicry.evaluation.store import RecordStore
 from mimicry.generation.base import GenerationBackend, GenerationConfig
 from mimicry.hashing import hash_obj
@@ -338,7 +338,7 @@ def overrefusal_suite(ctx: EvalContext) -> list[SummaryRow]:
     rows: list[SummaryRow] = []
     for (set_name, presentation), group in _groups(list(generations)).items():
         rows.append(_rate_row("overrefusal", "refusal_rate", set_name, presentation,
-                              [is_refusal(g["response"]) for g in group], ctx.config.seed, "keyword"))
+                              [is_refusal_reply(g["response"]) for g in group], ctx.config.seed, "keyword"))
         rows.append(_rate_row("overrefusal", "degenerate_rate", set_name, presentation,
                               [is_degenerate(g["response"]) for g in group], ctx.config.seed))
     return rows
