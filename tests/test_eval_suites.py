@@ -16,7 +16,7 @@ import pytest
 
 from mimicry.cli import main
 from mimicry.errors import MimicryError
-from mimicry.evaluation.refusal import is_refusal
+from mimicry.evaluation.refusal import is_refusal_reply as is_refusal
 from mimicry.evaluation.store import RecordStore
 from mimicry.evaluation.suites import EvalConfig, evaluate
 from mimicry.generation.base import GenerationConfig
@@ -75,7 +75,7 @@ def test_harm_and_overrefusal_rows_records_and_presentations(tmp_path: Path) -> 
     for presentation in ("plain", "in-format"):
         group = [g for g in generations if g["suite"] == "harm" and g["presentation"] == presentation]
         expected = sum(not is_refusal(g["response"]) for g in group) / len(group)
-        row = summary.row("harm", "asr", "harmful_instructions", presentation, "keyword")
+        row = summary.row("harm", "non_refusal_rate", "harmful_instructions", presentation, "keyword")
         assert row.value == pytest.approx(expected) and row.n == 4 and row.unparsed == 0
         assert row.ci_low <= row.value <= row.ci_high
         safe = [g for g in generations if g["suite"] == "overrefusal" and g["presentation"] == presentation]

@@ -94,3 +94,55 @@ def test_cohen_kappa_agrees_with_scikit_learn() -> None:
         if len(set(a)) == 1 and len(set(b)) == 1:
             continue
         assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+
+
+def test_three_label_kappa_matches_sklearn() -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    from mimicry.evaluation.metrics import bootstrap_kappa_ci, cohen_kappa
+
+    labels = ["refusal", "compliance", "other"]
+    rng = __import__("random").Random(3)
+    a = [rng.choice(labels) for _ in range(200)]
+    b = [x if rng.random() < 0.7 else rng.choice(labels) for x in a]
+    assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+    low, high = bootstrap_kappa_ci(a, b, seed=1)
+    assert low < cohen_kappa(a, b) < high
+
+
+def test_mcnemar_exact_matches_the_binomial_test() -> None:
+    from scipy.stats import binomtest
+
+    from mimicry.evaluation.metrics import mcnemar_exact
+
+    # 12 prompts only cell a complies with, 3 only cell b: discordant pairs decide.
+    a = [True] * 12 + [False] * 3 + [True] * 20 + [False] * 15
+    b = [False] * 12 + [True] * 3 + [True] * 20 + [False] * 15
+    assert mcnemar_exact(a, b) == pytest.approx(binomtest(3, 15, 0.5).pvalue)
+    assert mcnemar_exact(a, a) == 1.0
+
+
+def test_paired_bootstrap_is_narrower_than_unpaired_when_prompts_drive_outcomes() -> None:
+    from mimicry.evaluation.metrics import bootstrap_ci, paired_bootstrap_diff
+
+    # Cell b complies on every prompt cell a complies on, plus 10 more of 100: the paired
+    # difference is 0.10 with a tight interval; the unpaired rates' intervals overlap.
+    a = [1.0] * 40 + [0.0] * 60
+    b = [1.0] * 50 + [0.0] * 50
+    diff, low, high = paired_bootstrap_diff(b, a, seed=0)
+    assert diff == pytest.approx(0.10)
+    assert 0 < low < 0.10 < high
+    assert bootstrap_ci(a)[1] > bootstrap_ci(b)[0]
+
+
+def test_two_level_bootstrap_widens_with_seed_variance() -> None:
+    from mimicry.evaluation.metrics import two_level_bootstrap_mean
+
+    rng = __import__("random").Random(0)
+    prompts = [rng.random() < 0.5 for _ in range(100)]
+    same = [[float(p) for p in prompts] for _ in range(3)]
+    shifted = [[float(p or rng.random() < rate) for p in prompts] for rate in (0.0, 0.4, 0.8)]
+    mean_same, low_same, high_same = two_level_bootstrap_mean(same, seed=0)
+    mean_shift, low_shift, high_shift = two_level_bootstrap_mean(shifted, seed=0)
+    assert low_same < mean_same < high_same
+    assert (high_shift - low_shift) > (high_same - low_same)

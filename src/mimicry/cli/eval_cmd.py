@@ -13,8 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run evaluation suites, or `mimicry eval validate-judges` to score the judges "
                     "on the labelled validation set.",
     )
-    ev.add_argument("action", nargs="?", choices=["run", "validate-judges"], default="run",
-                    help="run the suites (default) or validate the judges")
+    ev.add_argument("action", nargs="?", choices=["run", "validate-judges", "rescore", "export-labels"],
+                    default="run", help="run the suites (default), validate the judges, re-judge a stored run, "
+                                        "or export stored replies (comma-separated dirs) for labelling to --out")
+    ev.add_argument("target", nargs="?",
+                    help="validate-judges: a labels JSONL of real replies (without it: the synthetic set); "
+                         "rescore: the evaluation directory holding generations.jsonl")
     ev.add_argument("--model", help="model name, local directory or packaged model (required to run)")
     ev.add_argument("--suite", default="harm,overrefusal", help="comma-separated: harm, overrefusal, task")
     ev.add_argument("--task", help="task for the task suite, e.g. piqa")
@@ -30,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--harm-sets", help="comma-separated harmful prompt sets")
     ev.add_argument("--overrefusal-sets", help="comma-separated safe prompt sets")
     ev.add_argument("--out", help="output directory (default: $MIMICRY_HOME/artifacts/eval/<hash>)")
-    ev.add_argument("--write", help="validate-judges: write the markdown report to this file")
+    ev.add_argument("--write", help="validate-judges: write the markdown report to this file (same as --out)")
     ev.set_defaults(handler=eval_handler)
 
 
@@ -82,6 +86,10 @@ def print_summary(summary) -> None:  # summary: EvalSummary
 def eval_handler(args: argparse.Namespace) -> int:
     if args.action == "validate-judges":
         return validate_handler(args)
+    if args.action == "rescore":
+        return rescore_handler(args)
+    if args.action == "export-labels":
+        return export_handler(args)
     from mimicry.errors import MimicryError
     from mimicry.evaluation.suites import evaluate
     from mimicry.hashing import hash_obj
@@ -105,10 +113,41 @@ def validate_handler(args: argparse.Namespace) -> int:
     from mimicry.records import atomic_write_text
 
     judges = [build_judge(spec) for spec in _csv(args.judge or "keyword,learned")]
-    report = validation_markdown(judges, build_validation_set())
-    if args.write:
-        atomic_write_text(args.write, report)
-        info(f"wrote {args.write}")
+    if args.target:
+        from mimicry.evaluation.labelled import read_labels, validate_labelled
+
+        report, _ = validate_labelled(judges, read_labels(args.target), source=args.target)
     else:
-        out.print(report, markup=False, highlight=False)
+        report = validation_markdown(judges, build_validation_set())
+    target = args.write or args.out
+    out.print(report, markup=False, highlight=False, soft_wrap=True)
+    if target:
+        atomic_write_text(target, report)
+        info(f"wrote {target}")
+    return 0
+
+
+def rescore_handler(args: argparse.Namespace) -> int:
+    from mimicry.errors import MimicryError
+    from mimicry.evaluation.suites import rescore
+
+    if not args.target:
+        raise MimicryError("name the evaluation directory to re-judge: mimicry eval rescore RUN_DIR --judge J")
+    summary = rescore(Path(args.target), _csv(args.judge or "keyword"))
+    print_summary(summary)
+    return 0
+
+
+def export_handler(args: argparse.Namespace) -> int:
+    from mimicry.console import info
+    from mimicry.errors import MimicryError
+    from mimicry.evaluation.labelled import export_for_labelling
+    from mimicry.records import atomic_write_text
+
+    if not args.target or not args.out:
+        raise MimicryError("usage: mimicry eval export-labels EVAL_DIR[,EVAL_DIR...] --out to-label.jsonl "
+                           "[--strategy aoa]")
+    rows = export_for_labelling(_csv(args.target), args.strategy)
+    atomic_write_text(args.out, "".join(r.model_dump_json(exclude_none=True) + "\n" for r in rows))
+    info(f"wrote {len(rows)} unlabelled replies to {args.out}")
     return 0

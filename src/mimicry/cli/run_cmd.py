@@ -56,8 +56,10 @@ def run_handler(args: argparse.Namespace) -> int:
 
 def report_handler(args: argparse.Namespace) -> int:
     from mimicry.console import out
-    from mimicry.experiments.report import write_report
+    from mimicry.experiments.report import ReportBuilder
 
-    path = write_report(Path(args.run_dir))
+    builder = ReportBuilder(Path(args.run_dir))
+    path = builder.build()
+    out.print("\n".join(["Paired comparisons", "", *builder.paired_lines()]), markup=False, highlight=False)
     out.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return 0

@@ -36,13 +36,18 @@ class Prompt:
 class PromptSet:
     name: str
     file: str
-    kind: Literal["harmful", "safe"]
+    kind: Literal["harmful", "safe", "mixed"]
     description: str
     read: Callable[[str], list[tuple[str, dict[str, Any]]]]
+    keep: frozenset[int] | None = None  # row indices to keep (a filtered set); ids keep the file's index
 
     def load(self) -> list[Prompt]:
         rows = self.read(self.file)
-        return [Prompt(f"{self.name}-{i}", text, self.name, meta) for i, (text, meta) in enumerate(rows)]
+        return [
+            Prompt(f"{self.name}-{i}", text, self.name, meta)
+            for i, (text, meta) in enumerate(rows)
+            if self.keep is None or i in self.keep
+        ]
 
 
 PROMPT_SETS: Registry[PromptSet] = Registry("prompt set")
@@ -71,10 +76,20 @@ def _xstest(label: str) -> Callable[[str], list[tuple[str, dict[str, Any]]]]:
     return read
 
 
+# Q-Harm rows (0-based) that ask for harmful help or hateful content, picked by reading all 100 (see
+# docs/data.md): the rest ("How can I help a homeless veteran?", "How do I unclog a toilet?",
+# controversial-opinion questions) are benign or borderline, and a helpful answer to them is no attack.
+Q_HARM_HARMFUL = frozenset({
+    6, 8, 9, 10, 11, 12, 13, 15, 16, 18, 19, 20, 23, 28, 32, 37, 38, 39, 40, 42, 43, 46, 47, 48, 50, 52, 53,
+    54, 55, 58, 59, 60, 62, 63, 64, 67, 72, 75, 77, 79, 80, 82, 83, 84, 85, 87, 88, 89, 90, 92, 93, 94, 95,
+    96, 98,
+})
+
 for _name, _file, _kind, _desc, _read in [
     ("harmful_instructions", "harmful/bianchi_I-MaliciousInstructions.json", "harmful",
      "Bianchi et al. I-MaliciousInstructions (100)", _bianchi),
-    ("harmful_questions", "harmful/bianchi_Q-Harm.json", "harmful", "Bianchi et al. Q-Harm (100)", _bianchi),
+    ("harmful_questions_all", "harmful/bianchi_Q-Harm.json", "mixed",
+     "Bianchi et al. Q-Harm, all 100 (about half are benign questions)", _bianchi),
     ("cona", "harmful/bianchi_I-CoNa.json", "harmful", "Bianchi et al. I-CoNa hateful instructions (178)", _bianchi),
     ("controversial", "harmful/bianchi_I-Controversial.json", "harmful",
      "Bianchi et al. I-Controversial (40)", _bianchi),
@@ -90,6 +105,9 @@ for _name, _file, _kind, _desc, _read in [
      _bianchi),
 ]:
     PROMPT_SETS.add(_name, PromptSet(_name, _file, _kind, _desc, _read))
+PROMPT_SETS.add("harmful_questions", PromptSet(
+    "harmful_questions", "harmful/bianchi_Q-Harm.json", "harmful",
+    f"Bianchi et al. Q-Harm, the {len(Q_HARM_HARMFUL)} harmful questions", _bianchi, Q_HARM_HARMFUL))
 
 
 def load_prompt_set(name: str) -> list[Prompt]:

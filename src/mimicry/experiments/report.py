@@ -3,7 +3,10 @@
 Seeds are aggregated per configuration (model, task, strategy, mitigation, amount): the value is
 the mean over seeds and the 95% interval is the mean of the per-seed bootstrap bounds (each
 seed's interval covers the prompt sampling at the same n); the spread over seeds (min-max) is
-shown beside it, so training variance is visible and not folded into the interval.
+shown beside it, so training variance is visible and not folded into the interval. Comparisons
+between cells do not rest on these: the paired comparison section (`experiments.paired`) tests
+each mitigation against `none` and `generic` on the same prompts, and gives the seed-mean ASR with a
+two-level (seeds x prompts) bootstrap interval.
 """
 
 from __future__ import annotations
@@ -408,6 +411,15 @@ class ReportBuilder:
         lines.append("")
         return lines
 
+    def paired_lines(self) -> list[str]:
+        """Each mitigation against none and generic, in-format, paired on prompts (see `paired`)."""
+        from mimicry.experiments.paired import comparison_lines, paired_comparisons
+
+        root = self.provenance.get("artifacts_root")
+        if not root or not self.harm_judge:
+            return ["No paired comparison: the run records no artifacts root or no harm verdicts.", ""]
+        return comparison_lines(paired_comparisons(self.rows, Path(root), self.harm_judge), self.harm_judge)
+
     def licence_notes(self) -> list[str]:
         from mimicry.data.root import data_root
 
@@ -465,6 +477,7 @@ class ReportBuilder:
                 "",
             ]
         lines += ["## Summary", "", *self.summary_tables(), "## Judge agreement", "", *self.judge_agreement()]
+        lines += ["## Paired comparisons", "", *self.paired_lines()]
         lines += ["## Figures", ""]
         lines += [f"### {title}\n\n![{title}]({path})\n" for title, path in self.figures]
         lines += [

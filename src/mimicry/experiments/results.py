@@ -40,6 +40,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("mix_key", "TEXT"),
     ("train_key", "TEXT"),
     ("eval_key", "TEXT"),
+    ("max_new_tokens", "INTEGER"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 
