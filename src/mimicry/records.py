@@ -194,6 +194,10 @@ class ReadReport:
             text += " (" + "; ".join(f"{n}x {reason}" for reason, n in reasons.most_common()) + ")"
         return text
 
+    def ignored_summary(self) -> str:
+        keys = ", ".join(f"{k!r} ({n} rows)" for k, n in self.ignored_keys.most_common())
+        return f"{self.path}: unknown top-level keys ignored: {keys}"
+
     def as_dict(self, shown: int = 20) -> dict[str, Any]:
         """The rejections for a report file: count, the first few line numbers with reasons, ignored keys."""
         return {
@@ -299,8 +303,7 @@ def read_dataset(path: str | Path, *, strict: bool = False, require_nonempty: bo
         if len(report.rejected) > 5:
             warn(f"  ... and {len(report.rejected) - 5} more rejected lines")
     if report.ignored_keys:
-        keys = ", ".join(f"{k!r} ({n} rows)" for k, n in report.ignored_keys.most_common())
-        warn(f"{path}: unknown top-level keys ignored: {keys}")
+        warn(report.ignored_summary())
     if strict and (report.rejected or report.ignored_keys):
         first = report.rejected[0] if report.rejected else None
         where = f"line {first.line}: {first.reason}" if first else "unknown top-level keys"

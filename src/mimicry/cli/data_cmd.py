@@ -8,11 +8,14 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="inspect the public data bundle")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    check = data_sub.add_parser("check", help="verify every file against SHA256SUMS; list rows and licences")
+    check = data_sub.add_parser(
+        "check", help="verify every file against SHA256SUMS; list rows and licences (exit 3 if any fails)"
+    )
     check.set_defaults(handler=check_handler)
 
 
 def check_handler(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from mimicry.console import err, out
@@ -28,15 +31,17 @@ def check_handler(args: argparse.Namespace) -> int:
         entry = manifest.get(r.path)
         style = "green" if r.status == "ok" else "bold red"
         table.add_row(
-            r.path, f"[{style}]{r.status}[/{style}]",
-            str(entry.rows) if entry else "", entry.license if entry else "",
+            escape(r.path),
+            f"[{style}]{r.status}[/{style}]",
+            str(entry.rows) if entry else "",
+            escape(entry.license) if entry else "",
         )
     out.print(table)
     bad = [r for r in results if r.status != "ok"]
     for r in bad:
-        err.print(f"[bold red]{r.status}:[/bold red] {root.path / r.path}")
+        err.print(f"[bold red]{r.status}:[/bold red] {escape(str(root.path / r.path))}")
     if bad:
         err.print(f"{len(bad)} of {len(results)} files failed the check")
-        return 1
+        return 3
     out.print(f"all {len(results)} files verified")
     return 0
