@@ -141,3 +141,9 @@ def test_a_mitigation_limited_to_some_strategies_skips_the_others(tmp_path: Path
     bad = {**GRID, "mitigations": [{"method": "mimic", "ratios": [0.2], "strategies": ["autoif"]}]}
     with pytest.raises(MimicryError, match=r"unknown strategy of mitigations\[0\] 'autoif'"):
         check_names(load_yaml_config(GridConfig, write(tmp_path, bad)))
+
+
+@pytest.mark.parametrize("name", ["/tmp/elsewhere", "../up", "a/b", ".hidden", ""])
+def test_a_grid_name_cannot_place_its_run_outside_runs(tmp_path: Path, name: str) -> None:
+    with pytest.raises(MimicryError, match="plain folder name|name"):
+        load_yaml_config(GridConfig, write(tmp_path, {**GRID, "name": name}))

@@ -30,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mimicry {__version__}")
     parser.add_argument("--data-root", help="the public data bundle (default: $MIMICRY_DATA)")
+    parser.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="URL=VARIABLE",
+        help="allow sending the API key in $VARIABLE to the OpenAI-compatible URL (repeatable)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in command_modules():
         importlib.import_module(name).register(sub)
@@ -48,6 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         set_data_root(args.data_root)
     main_thread = threading.current_thread() is threading.main_thread()
+    try:
+        if args.endpoint:
+            from mimicry.generation.openai_backend import trust_endpoint
+
+            for pair in args.endpoint:
+                trust_endpoint(pair)
+    except MimicryError as err:
+        print(f"mimicry: error: {err}", file=sys.stderr)
+        return err.exit_code
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(handler(args) or 0)
