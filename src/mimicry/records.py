@@ -50,6 +50,7 @@ class Message(BaseModel):
     refusal: str | None = None
     parts: list[dict[str, Any]] | None = Field(default=None, exclude=True)
     developer: bool = Field(default=False, exclude=True)
+    content_form: Literal["text", "null", "absent"] = Field(default="text", exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -59,9 +60,12 @@ class Message(BaseModel):
         data = dict(data)
         if data.get("role") == "developer":
             data["role"], data["developer"] = "system", True
-        content = data.get("content", "")
+        content = data.get("content")
         if content is None:
-            data["content"] = ""
+            # A tool call or a refusal may come without content; the refusal is then what the turn says.
+            data["content_form"] = "absent" if "content" not in data else "null"
+            refusal = data.get("refusal")
+            data["content"] = refusal if isinstance(refusal, str) else ""
         elif isinstance(content, list):
             texts = []
             for i, part in enumerate(content):
@@ -95,8 +99,10 @@ class Message(BaseModel):
             data["role"] = "developer"
         if self.parts is not None:
             data["content"] = self.parts
-        elif self.role == "assistant" and not self.content and (self.tool_calls or self.refusal is not None):
+        elif self.content_form == "null":
             data["content"] = None
+        elif self.content_form == "absent":
+            del data["content"]
         return data
 
 

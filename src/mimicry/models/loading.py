@@ -160,11 +160,27 @@ def check_fits(name: str, parameters: int, dtype: str, device: str, memory_limit
 
 
 MODEL_ROOTS_ENV_VAR = "MIMICRY_MODEL_ROOTS"
+KNOWN_BASES_FILE = "known_bases.txt"
+
+
+def remember_base(path: str | Path) -> None:
+    """Record a base model directory the user named on the command line, so adapters trained on it load later."""
+    full = str(Path(path).expanduser().resolve())
+    record = mimicry_home() / KNOWN_BASES_FILE
+    known = record.read_text(encoding="utf-8").splitlines() if record.is_file() else []
+    if full not in known:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        with record.open("a", encoding="utf-8") as fh:
+            fh.write(full + "\n")
 
 
 def _model_roots(adapter_dir: Path) -> list[Path]:
-    """Where an adapter's base may live: the mimicry home, beside the adapter's run, and the user's own roots."""
+    """Where an adapter's base may live: the mimicry home, beside the adapter's run, bases the user trained
+    from, and the user's own roots ($MIMICRY_MODEL_ROOTS)."""
     extra = [Path(p).expanduser() for p in os.environ.get(MODEL_ROOTS_ENV_VAR, "").split(os.pathsep) if p]
+    record = mimicry_home() / KNOWN_BASES_FILE
+    if record.is_file():
+        extra += [Path(line) for line in record.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [p.resolve() for p in (mimicry_home(), models_dir(), adapter_dir.resolve().parent.parent, *extra)]
 
 
