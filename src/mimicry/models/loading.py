@@ -96,6 +96,8 @@ def resolve_model(name_or_path: str | Path) -> str:
     if (saved := models_dir() / name).is_dir() and is_model_dir(saved):
         return str(saved)
     path = Path(name).expanduser()
+    if path.is_dir() and not is_model_dir(path) and (path / "run_card.json").is_file():
+        path = _run_model(path)  # what `mimicry train --out-dir RUN` wrote: its model sits one level down
     if path.is_dir():
         if not is_model_dir(path):
             raise _not_a_model_dir(path)
@@ -105,6 +107,18 @@ def resolve_model(name_or_path: str | Path) -> str:
     known = set(MODELS.names()) | set(saved_models())
     error = unknown_name("model", name, known)
     raise MimicryError(f"{error} (or give a model directory or a Hugging Face id like 'org/name')")
+
+
+def _run_model(run_dir: Path) -> Path:
+    """The model directory a training run's card names (a plain folder name inside the run)."""
+    try:
+        card = json.loads((run_dir / "run_card.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MimicryError(f"{run_dir}/run_card.json is not valid JSON: {err}") from None
+    name = card.get("model_path") if isinstance(card, dict) else None
+    if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+        raise MimicryError(f"{run_dir}/run_card.json names no model folder inside the run")
+    return run_dir / name
 
 
 def torch_dtype(dtype: str) -> Any:
