@@ -102,3 +102,12 @@ def test_a_malformed_empty_or_escaping_sha256sums_is_a_data_error(
     assert main(["--data-root", str(root), "data", "check"]) == 3
     err = flat(capsys.readouterr().err)
     assert flat(message) in err and "filesverified" not in err
+
+
+def test_data_check_json_lists_every_file(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["data", "check", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["failed"] == 0 and len(report["files"]) == 43
+    assert all(f["status"] == "ok" for f in report["files"])

@@ -11,6 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     check = data_sub.add_parser(
         "check", help="verify every file against SHA256SUMS; list rows and licences (exit 3 if any fails)"
     )
+    check.add_argument("--json", action="store_true", help="print each file's status as JSON")
     check.set_defaults(handler=check_handler)
 
 
@@ -24,7 +25,13 @@ def check_handler(args: argparse.Namespace) -> int:
     root = data_root()
     results = root.check()
     manifest = root.manifest()
-    table = Table(title=f"data root {root.path}")
+    bad = [r for r in results if r.status != "ok"]
+    if args.json:
+        import json
+
+        out.print_json(json.dumps({"root": str(root.path), "files": [vars(r) for r in results], "failed": len(bad)}))
+        return 3 if bad else 0
+    table = Table(title=escape(f"data root {root.path}"))
     for col in ("file", "status", "rows", "licence"):
         table.add_column(col, overflow="fold")
     for r in results:
@@ -37,7 +44,6 @@ def check_handler(args: argparse.Namespace) -> int:
             escape(entry.license) if entry else "",
         )
     out.print(table)
-    bad = [r for r in results if r.status != "ok"]
     for r in bad:
         err.print(f"[bold red]{r.status}:[/bold red] {escape(str(root.path / r.path))}")
     if bad:
