@@ -55,7 +55,15 @@ class Message(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _openai_shapes(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or (isinstance(data.get("content"), str) and data.get("role") != "developer"):
+        if not isinstance(data, dict):
+            return data
+        role = data.get("role")
+        if role != "assistant":
+            if data.get("weight") is not None:
+                raise ValueError("'weight' is only allowed on assistant messages")
+            if data.get("tool_calls") is not None or data.get("refusal") is not None:
+                raise ValueError("'tool_calls' and 'refusal' are only allowed on assistant messages")
+        if isinstance(data.get("content"), str) and role != "developer":
             return data  # the common case, kept cheap: 100k-row files go through here
         data = dict(data)
         if data.get("role") == "developer":
@@ -77,14 +85,6 @@ class Message(BaseModel):
                 texts.append(text)
             data["content"], data["parts"] = "".join(texts), content
         return data
-
-    @model_validator(mode="after")
-    def _fields_fit_role(self) -> Message:
-        if self.weight is not None and self.role != "assistant":
-            raise ValueError("'weight' is only allowed on assistant messages")
-        if (self.tool_calls is not None or self.refusal is not None) and self.role != "assistant":
-            raise ValueError("'tool_calls' and 'refusal' are only allowed on assistant messages")
-        return self
 
     @model_serializer(mode="wrap")
     def _drop_unset(self, handler: Any) -> dict[str, Any]:
