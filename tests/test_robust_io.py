@@ -207,3 +207,30 @@ def test_temp_files_of_a_killed_writer_are_removed_by_the_next_write(tmp_path: P
     write_outputs({tmp_path / "out.jsonl": "x\n"})
     assert not stale.exists() and mine.exists()
     assert clean_stale_temps(tmp_path) == []
+
+
+def test_a_build_terminated_while_writing_leaves_no_temp_file(tmp_path: Path) -> None:
+    """SIGTERM unwinds like Ctrl-C: the half-written temp file goes, the old output stays."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "built.jsonl"
+    out.write_text("previous\n")
+    # The child's rename hangs, so the signal lands while the temp file exists (this process is untouched).
+    child = (
+        "import os, sys, time\n"
+        "os.replace = lambda *a: time.sleep(60)\n"
+        "from mimicry.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    argv = ["build", "--task", "piqa", "--strategy", "benign", "--limit", "3", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", child, *argv], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".built.jsonl.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(tmp_path.glob(".built.jsonl.*.tmp")), "the build never reached its write"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130, proc.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["built.jsonl"]
+    assert out.read_text() == "previous\n"
