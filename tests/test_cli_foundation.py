@@ -102,6 +102,6 @@ def test_show_prints_conversations_and_reports_rejected_lines(tmp_path: Path, ca
 def test_show_of_an_all_bad_file_fails(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text("nope\n")
-    assert main(["show", str(bad)]) == 1
+    assert main(["show", str(bad)]) == 3
     assert main(["show", str(tmp_path / "absent.jsonl")]) == 2
     assert "file not found" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def test_data_check_names_a_file_with_one_byte_changed(tmp_path: Path, capsys) -
     raw[0] ^= 0x01
     target.write_bytes(bytes(raw))
 
-    assert main(["--data-root", str(copy), "data", "check"]) == 1
+    assert main(["--data-root", str(copy), "data", "check"]) == 3
     err = flat(capsys.readouterr().err)
     assert "corrupt:" in err and flat(str(target)) in err
     assert "1of43filesfailed" in err
@@ -49,7 +49,7 @@ def test_data_check_reports_a_missing_file(tmp_path: Path, capsys) -> None:
     copy = tmp_path / "data"
     shutil.copytree(data_root().path, copy)
     (copy / "tasks" / "piqa_valid-labels.txt").unlink()
-    assert main(["--data-root", str(copy), "data", "check"]) == 1
+    assert main(["--data-root", str(copy), "data", "check"]) == 3
     err = flat(capsys.readouterr().err)
     assert "missing:" in err and "tasks/piqa_valid-labels.txt" in err
 
@@ -75,3 +75,39 @@ def test_missing_bundle_file_names_file_and_root(tmp_path: Path) -> None:
     set_data_root(tmp_path)
     with pytest.raises(MimicryError, match="tasks/gsm8k_train.jsonl.*missing from the data root"):
         data_root().file("tasks/gsm8k_train.jsonl")
+
+
+def _tiny_root(tmp_path: Path, sums: str) -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.txt").write_text("a\n")
+    (root / "SHA256SUMS").write_text(sums)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("sums", "message"),
+    [
+        ("", "lists no files"),
+        ("\n\n", "lists no files"),
+        ("not a checksum line\n", "line 1 is not"),
+        ("0" * 64 + "  ../../etc/hostname\n", "outside the data root"),
+        ("0" * 64 + "  /etc/hostname\n", "outside the data root"),
+    ],
+)
+def test_a_malformed_empty_or_escaping_sha256sums_is_a_data_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sums: str, message: str
+) -> None:
+    root = _tiny_root(tmp_path, sums)
+    assert main(["--data-root", str(root), "data", "check"]) == 3
+    err = flat(capsys.readouterr().err)
+    assert flat(message) in err and "filesverified" not in err
+
+
+def test_data_check_json_lists_every_file(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["data", "check", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["failed"] == 0 and len(report["files"]) == 43
+    assert all(f["status"] == "ok" for f in report["files"])

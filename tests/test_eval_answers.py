@@ -127,3 +127,49 @@ def test_wrong_answers_score_zero() -> None:
     assert score_answer(spec.metric, "The answer is 123456789.", example).value == 0.0
     unparsed = score_answer(spec.metric, "I cannot help with that.", example)
     assert unparsed.value == 0.0 and unparsed.parsed is None
+
+
+HOSTILE_CONTEXT = "CREATE TABLE head (name VARCHAR, age INTEGER)"
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "ATTACH DATABASE '{db}' AS x",
+        "SELECT name FROM head; ATTACH DATABASE '{db}' AS x",
+        "PRAGMA writable_schema = 1",
+        "SELECT load_extension('{db}')",
+        "CREATE TABLE t AS SELECT * FROM head",
+        "DELETE FROM head",
+        "VACUUM INTO '{db}'",
+    ],
+)
+def test_sql_scoring_denies_hostile_predictions_and_writes_no_file(tmp_path, attack: str) -> None:
+    db = tmp_path / "x.db"
+    predicted = attack.format(db=db)
+    assert sql_execution_match(predicted, "SELECT name FROM head WHERE age > 5", HOSTILE_CONTEXT) is False
+    assert not db.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_sql_scoring_of_a_hostile_context_is_a_dataset_error_and_writes_no_file(tmp_path) -> None:
+    db = tmp_path / "x.db"
+    context = f"ATTACH DATABASE '{db}' AS x; CREATE TABLE x.t (a INT)"
+    assert sql_execution_match("SELECT 1", "SELECT 1", context) is None
+    assert not db.exists()
+
+
+def test_a_recursive_cte_returns_within_a_second_as_a_failed_match() -> None:
+    import time
+
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    start = time.monotonic()
+    assert sql_execution_match(endless, "SELECT name FROM head", HOSTILE_CONTEXT) is False
+    assert time.monotonic() - start < 1.0
+    huge = "SELECT length(zeroblob(2000000000))"
+    assert sql_execution_match(huge, "SELECT name FROM head", HOSTILE_CONTEXT) is False
+
+
+def test_guarded_sql_still_scores_ordinary_queries() -> None:
+    gold = "SELECT name FROM head WHERE age > 5 ORDER BY name"
+    assert sql_execution_match("select name from head where age > 5 order by name", gold, HOSTILE_CONTEXT) is True
+    assert sql_execution_match("SELECT name FROM head WHERE age < 5 ORDER BY name", gold, HOSTILE_CONTEXT) is False

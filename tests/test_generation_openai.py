@@ -13,6 +13,7 @@ import pytest
 
 from mimicry.errors import MimicryError
 from mimicry.generation import GenerationConfig, get_backend
+from mimicry.paths import mimicry_home
 from mimicry.records import Message
 
 
@@ -61,6 +62,40 @@ def server() -> Iterator[FakeServer]:
     fake.httpd.server_close()
 
 
+def allow(url: str, variable: str) -> None:
+    """The user's own pairing of a URL with a key variable, in $MIMICRY_HOME/endpoints.yaml."""
+    path = mimicry_home() / "endpoints.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(f'"{url}": {variable}\n')
+
+
+def test_a_config_cannot_send_a_key_to_a_url_the_user_did_not_pair_it_with(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-789")
+    monkeypatch.setenv("OTHER_SECRET", "sk-other")
+    for options in ({"base_url": server.base_url}, {"api_key_env": "OTHER_SECRET"}):
+        backend = get_backend("openai", "m", backoff_seconds=0.01, **options)
+        with pytest.raises(MimicryError, match="a pair you have not allowed"):
+            backend.generate(prompts(1), GenerationConfig())
+    assert server.requests == []
+    allow(server.base_url, "OTHER_SECRET")
+    backend = get_backend("openai", "m", base_url=server.base_url, api_key_env="OTHER_SECRET")
+    backend.generate(prompts(1), GenerationConfig())
+    assert server.requests[0]["auth"] == "Bearer sk-other"
+
+
+def test_the_command_line_pairs_an_endpoint_with_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mimicry.generation.openai_backend import _cli_endpoints, trust_endpoint, trusted_endpoints
+
+    monkeypatch.setattr("mimicry.generation.openai_backend._cli_endpoints", dict(_cli_endpoints))
+    trust_endpoint("http://localhost:8000/v1/=LOCAL_KEY")
+    assert trusted_endpoints()["http://localhost:8000/v1"] == "LOCAL_KEY"
+    with pytest.raises(MimicryError, match="URL=VARIABLE"):
+        trust_endpoint("http://localhost:8000/v1")
+
+
 def prompts(n: int) -> list[list[Message]]:
     return [[Message(role="system", content="sys"), Message(role="user", content=f"q{i}")] for i in range(n)]
 
@@ -69,7 +104,10 @@ def test_completions_come_back_in_order_with_the_key_from_the_named_variable(
     server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MY_TEST_KEY", "sk-test-123")
-    backend = get_backend("openai", "gpt-test", base_url=server.base_url, api_key_env="MY_TEST_KEY", concurrency=3)
+    allow(server.base_url, "MY_TEST_KEY")
+    backend = get_backend(
+        "openai", "gpt-test", base_url=server.base_url, api_key_env="MY_TEST_KEY", concurrency=3
+    )
     config = GenerationConfig(max_new_tokens=7, stop=[". END"], seed=3)
     assert backend.generate(prompts(6), config) == [f"echo: q{i}" for i in range(6)]
     assert len(server.requests) == 6
@@ -105,6 +143,7 @@ def test_auth_errors_are_not_retried_and_never_show_the_key(
     server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-456")
+    allow(server.base_url, "OPENAI_API_KEY")
     server.statuses = [401]
     backend = get_backend("openai", "m", base_url=server.base_url, backoff_seconds=0.01)
     with pytest.raises(MimicryError) as caught:
@@ -116,6 +155,7 @@ def test_auth_errors_are_not_retried_and_never_show_the_key(
 
 def test_a_missing_key_and_bad_options_are_user_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ABSENT_KEY_VAR", raising=False)
+    allow("https://api.openai.com/v1/", "ABSENT_KEY_VAR")
     backend = get_backend("openai", "m", api_key_env="ABSENT_KEY_VAR")
     with pytest.raises(MimicryError, match="export ABSENT_KEY_VAR="):
         backend.generate(prompts(1), GenerationConfig())

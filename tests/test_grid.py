@@ -168,3 +168,8 @@ def test_two_entries_of_one_method_stay_apart_in_results_and_cache(tmp_path: Pat
         for c in cells
     }
     assert len(keys) == 2
+
+@pytest.mark.parametrize("name", ["/tmp/elsewhere", "../up", "a/b", ".hidden", ""])
+def test_a_grid_name_cannot_place_its_run_outside_runs(tmp_path: Path, name: str) -> None:
+    with pytest.raises(MimicryError, match="plain folder name|name"):
+        load_yaml_config(GridConfig, write(tmp_path, {**GRID, "name": name}))

@@ -194,3 +194,20 @@ def test_models_cli_lists_and_refuses_unknown_names(capsys: pytest.CaptureFixtur
         assert name in listing
     assert main(["models", "prepare", "no-such-model"]) == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_an_adapter_cannot_point_its_base_outside_the_model_roots(tmp_path: Path) -> None:
+    from mimicry.models.loading import adapter_base
+
+    adapter = tmp_path / "runs" / "run1" / "adapter"
+    adapter.mkdir(parents=True)
+    for base in ("/etc", "../../../../../../../../etc", str(Path.home().parent)):
+        (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
+        with pytest.raises(MimicryError, match="outside the model roots"):
+            adapter_base(adapter)
+    beside = tmp_path / "runs" / "base"
+    beside.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(beside)}))
+    assert adapter_base(adapter) == str(beside)
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M"}))
+    assert adapter_base(adapter) == "HuggingFaceTB/SmolLM2-135M"

@@ -54,4 +54,22 @@ def test_train_command_trains_a_tiny_model(tmp_path, capsys, make_tiny_llama, sm
     assert card["config"]["method"] == "full" and card["config"]["max_steps"] == 2
     assert card["config"]["batch_size"] == 3 and card["steps"] == 2
     assert Path(out / "model" / "model.safetensors").is_file()
-    assert "trained 2 steps" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "trained 2 steps" in captured.out
+    assert "--data is deprecated" in captured.err and "--method is deprecated" in captured.err
+
+
+def test_train_speaks_the_cli_vocabulary_and_eval_takes_its_run_dir(
+    tmp_path, capsys, make_tiny_llama, smollm2_tokenizer
+):
+    from mimicry.models import resolve_model
+
+    model_dir = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny", layers=1, max_positions=128)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n" for i in range(4)))
+    out = tmp_path / "run"
+    args = [str(data), "--model", str(model_dir), "--out-dir", str(out), "--adapter", "lora", "--max-steps", "1"]
+    assert main(["train", *args, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["method"] == "lora" and "deprecated" not in captured.err
+    assert resolve_model(out) == str(out / "adapter")

@@ -7,7 +7,9 @@ from collections.abc import Iterable
 
 
 class MimicryError(Exception):
-    """An error caused by input the user can fix; the message says how."""
+    """An error caused by input the user can fix; the message says how. Exit code 2."""
+
+    exit_code = 2
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
@@ -20,3 +22,9 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> MimicryError:
     """The standard error for an unknown registry or config name: lists every valid one."""
     known = sorted(known)
     return MimicryError(f"unknown {kind} {name!r}.{did_you_mean(name, known)} Known: {', '.join(known)}")
+
+
+class DataError(MimicryError):
+    """The data failed a check (corruption, rejected lines under --strict): exit code 3, not 2."""
+
+    exit_code = 3

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--advbench-sample", help="AdvBench prompts to use: a number or 'all' (default 100)")
     ev.add_argument("--harm-sets", help="comma-separated harmful prompt sets")
     ev.add_argument("--overrefusal-sets", help="comma-separated safe prompt sets")
-    ev.add_argument("--out", help="output directory (default: $MIMICRY_HOME/artifacts/eval/<hash>)")
+    ev.add_argument("--out-dir", "--out", dest="out", help="output directory (default: artifacts/eval/<hash>)")
     ev.add_argument("--write", help="validate-judges: write the markdown report to this file (same as --out)")
     ev.set_defaults(handler=eval_handler)
 

@@ -8,11 +8,18 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="fine-tune a model on chat JSONL (loss on assistant tokens only)")
+    train.add_argument("data", nargs="?", type=Path, help="chat JSONL (messages, prompt/completion or Alpaca)")
+    train.add_argument("--data", dest="data_flag", type=Path, help=argparse.SUPPRESS)
     train.add_argument("--model", required=True, help="registry name, model directory or hub id")
-    train.add_argument("--data", required=True, type=Path, help="chat JSONL (messages, prompt/completion or Alpaca)")
-    train.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, adapter/model, run card)")
+    train.add_argument("--out-dir", type=Path, help="run directory (checkpoints, adapter/model, run card)")
+    train.add_argument("--out", dest="out_flag", type=Path, help=argparse.SUPPRESS)
     train.add_argument("--config", type=Path, help="SFT config YAML (keys of mimicry.training.sft.SFTConfig)")
-    train.add_argument("--method", choices=["lora", "full"], help="overrides the config")
+    train.add_argument(
+        "--adapter", choices=["lora", "full"], help="LoRA adapter or full fine-tuning; overrides the config"
+    )
+    train.add_argument("--method", dest="method_flag", choices=["lora", "full"], help=argparse.SUPPRESS)
+    train.add_argument("--strict", action="store_true", help="any rejected line in the data is an error (exit 3)")
+    train.add_argument("--json", action="store_true", help="print the run card as JSON")
     train.add_argument("--epochs", type=float, help="overrides the config")
     train.add_argument("--max-steps", type=int, help="overrides the config")
     train.add_argument("--learning-rate", type=float, help="overrides the config")
@@ -28,27 +35,52 @@ def register(sub: argparse._SubParsersAction) -> None:
 def train_handler(args: argparse.Namespace) -> int:
     from mimicry.config import load_yaml_config, validate_config
     from mimicry.console import out
+    from mimicry.errors import MimicryError
+    from mimicry.records import load_conversations
     from mimicry.training.sft import SFTConfig, train_sft
 
+    data = _renamed(args.data, args.data_flag, "--data", "the dataset as the first argument")
+    out_dir = _renamed(args.out_dir, args.out_flag, "--out", "--out-dir")
+    adapter = _renamed(args.adapter, args.method_flag, "--method", "--adapter")
+    if data is None or out_dir is None:
+        raise MimicryError(
+            "train needs a dataset and a run directory: mimicry train DATA.jsonl --model M --out-dir RUN"
+        )
     config = load_yaml_config(SFTConfig, args.config) if args.config else SFTConfig()
     overrides = {
-        "method": args.method,
+        "method": adapter,
         "epochs": args.epochs,
         "max_steps": args.max_steps,
         "learning_rate": args.learning_rate,
     }
     merged = config.model_dump() | {k: v for k, v in overrides.items() if v is not None}
     config = validate_config(SFTConfig, merged, "command-line options")
-    result = train_sft(args.model, args.data, args.out, config, resume=not args.no_resume)
+    conversations = load_conversations(data, strict=args.strict)
+    result = train_sft(args.model, conversations, out_dir, config, resume=not args.no_resume)
     if not result.run_card:
         out.print(f"training stopped before the last step; rerun the same command to resume from {result.model_path}")
         return 1
+    if args.json:
+        import json
+
+        out.print_json(json.dumps(result.run_card, default=str))
+        return 0
     out.print(
         f"trained {result.run_card['steps']} steps on {result.tokens:,} tokens in {result.seconds:.0f} s; "
         f"final loss {result.losses[-1] if result.losses else float('nan'):.4f}"
     )
     out.print(f"model: {result.model_path}")
     return 0
+
+
+def _renamed(new: object, old: object, old_name: str, new_name: str) -> object:
+    """The value of a renamed option; the old spelling still works, with a deprecation note, for one release."""
+    if old is None:
+        return new
+    from mimicry.console import warn
+
+    warn(f"{old_name} is deprecated: use {new_name}")
+    return old if new is None else new
 
 
 def align_handler(args: argparse.Namespace) -> int:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from mimicry.errors import MimicryError
+from mimicry.errors import DataError, MimicryError
 from mimicry.hashing import sha256_file
 
 ENV_VAR = "MIMICRY_DATA"
 _override: Path | None = None
+_SUM_LINE = re.compile(r"^(?P<digest>[0-9a-fA-F]{64}) [ *](?P<name>\S.*)$")
 
 
 def set_data_root(path: str | Path | None) -> None:
@@ -47,6 +48,8 @@ class DataRoot:
     def file(self, relative: str) -> Path:
         """The path of a bundle file; a missing file is an error naming the file and the root."""
         full = self.path / relative
+        if not self.inside(relative):
+            raise MimicryError(f"data file {relative!r} is outside the data root {self.path}")
         if not full.is_file():
             raise MimicryError(
                 f"data file {relative!r} is missing from the data root {self.path}. "
@@ -55,15 +58,34 @@ class DataRoot:
         return full
 
     def expected_checksums(self) -> dict[str, str]:
+        """SHA256SUMS parsed strictly: a malformed line, an empty file or a path outside the root is an error."""
         sums = self.path / "SHA256SUMS"
         if not sums.is_file():
             raise MimicryError(f"{sums} is missing: the data root must hold the bundle's SHA256SUMS")
+        try:
+            text = sums.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{sums} is not UTF-8 text") from None
         expected: dict[str, str] = {}
-        for line in sums.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                digest, name = line.split(maxsplit=1)
-                expected[name.lstrip("*")] = digest
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            match = _SUM_LINE.match(line.strip())
+            if not match:
+                raise DataError(f"{sums}: line {lineno} is not '<64 hex digits>  <path>': {line[:80]!r}")
+            name = match["name"]
+            if not self.inside(name):
+                raise DataError(f"{sums}: line {lineno} names {name!r}, which is outside the data root")
+            expected[name] = match["digest"].lower()
+        if not expected:
+            raise DataError(f"{sums} lists no files: nothing can be verified")
         return expected
+
+    def inside(self, relative: str) -> bool:
+        """Whether `relative` names a path inside the root (no absolute path, no `..` out of it)."""
+        if Path(relative).is_absolute():
+            return False
+        return (self.path / relative).resolve().is_relative_to(self.path)
 
     def check(self) -> list[FileCheck]:
         results = []

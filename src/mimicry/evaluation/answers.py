@@ -16,6 +16,7 @@ from typing import Any
 
 from mimicry.evaluation.metrics import rouge_l_f1
 from mimicry.evaluation.refusal import strip_persona_opening
+from mimicry.evaluation.sqlsafe import GuardedDatabase
 from mimicry.registry import Registry
 from mimicry.text import normalize
 
@@ -152,7 +153,7 @@ def _literals(query: str) -> list[Any]:
     return values
 
 
-def _populate(conn: sqlite3.Connection, seed: int, literals: list[Any]) -> None:
+def _populate(conn: GuardedDatabase, seed: int, literals: list[Any]) -> None:
     """Fill every table with seeded rows drawn from the gold query's literals and fillers, so
     that WHERE clauses select some rows and not others."""
     import random
@@ -162,7 +163,7 @@ def _populate(conn: sqlite3.Connection, seed: int, literals: list[Any]) -> None:
     strings = [v for v in literals if isinstance(v, str)] + ["alpha", "beta", "gamma"]
     numbers = [v for v in literals if not isinstance(v, str)] + [0, 1, 2, 7, 42, 100]
     for table in tables:
-        cols = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+        cols = conn.execute(f'PRAGMA table_info("{table}")')
         for _ in range(ROWS_PER_TABLE):
             row = []
             for col in cols:
@@ -176,7 +177,7 @@ def _populate(conn: sqlite3.Connection, seed: int, literals: list[Any]) -> None:
 _CREATE = re.compile(r"CREATE\s+TABLE\s+(\"?\w+\"?)\s*\((.*?)\)\s*(?:;|$)", re.IGNORECASE | re.DOTALL)
 
 
-def create_schema(conn: sqlite3.Connection, context: str) -> None:
+def create_schema(conn: GuardedDatabase, context: str) -> None:
     """Create the context's tables. sql-create-context repeats CREATE TABLE for one table with
     different columns, so statements are merged per table (columns in first-seen order)."""
     tables: dict[str, dict[str, tuple[str, str]]] = {}
@@ -194,10 +195,10 @@ def create_schema(conn: sqlite3.Connection, context: str) -> None:
         conn.execute(f'CREATE TABLE "{name}" ({body})')
 
 
-def _run(conn: sqlite3.Connection, query: str) -> list[tuple[Any, ...]] | None:
+def _run(conn: GuardedDatabase, query: str) -> list[tuple[Any, ...]] | None:
     try:
-        return conn.execute(query).fetchall()
-    except sqlite3.Error:
+        return conn.execute(query)
+    except (sqlite3.Error, OverflowError, MemoryError):
         return None
 
 
@@ -208,20 +209,20 @@ def sql_execution_match(predicted: str, gold: str, context: str) -> bool | None:
     the gold query's literals (so its filters match some rows) plus fillers; results are compared
     as multisets unless the gold query orders them. A prediction that fails to execute never
     matches; None when the gold query itself does not run on its context (a dataset error).
+    Both run in a `GuardedDatabase`: read-only, no ATTACH or pragma writes, a step and time budget.
     """
     ordered = "order by" in gold.lower()
     literals = _literals(gold)
     for seed in range(EXECUTION_DATABASES):
-        conn = sqlite3.connect(":memory:")
-        try:
-            create_schema(conn, context)
-            _populate(conn, seed, literals)
+        with GuardedDatabase() as conn:
+            try:
+                create_schema(conn, context)
+                _populate(conn, seed, literals)
+            except (sqlite3.Error, OverflowError):
+                return None
+            conn.read_only()
             gold_rows = _run(conn, gold)
             pred_rows = _run(conn, predicted)
-        except sqlite3.Error:
-            return None
-        finally:
-            conn.close()
         if gold_rows is None:
             return None
         if pred_rows is None:

@@ -9,11 +9,12 @@ there fails before any work starts, too.
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mimicry.config import StrictModel, load_yaml_config, validate_config
 from mimicry.errors import MimicryError, unknown_name
@@ -105,6 +106,9 @@ class GenerationSettings(StrictModel):
     options: dict[str, Any] = {}
 
 
+_GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
 class GridConfig(StrictModel):
     name: str
     description: str = ""
@@ -120,6 +124,16 @@ class GridConfig(StrictModel):
     evaluation: dict[str, Any] = {}
     generation: GenerationSettings = GenerationSettings()
     baseline: bool = True  # also evaluate each (aligned) base model, unfine-tuned, in each strategy's format
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str) -> str:
+        # The run goes to runs/<name>: a name from a shared grid file must not place it elsewhere.
+        if not _GRID_NAME.fullmatch(name):
+            raise ValueError(
+                f"grid name {name!r} must be a plain folder name (letters, digits, '.', '_', '-'; no '/' or '..')"
+            )
+        return name
 
     @model_validator(mode="after")
     def _non_empty(self) -> GridConfig:

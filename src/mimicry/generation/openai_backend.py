@@ -1,7 +1,10 @@
 """Generation through any OpenAI-compatible `/v1/chat/completions` endpoint (OpenAI, vLLM serve, ...).
 
 The API key is read from an environment variable whose *name* is configured (default
-OPENAI_API_KEY); the key itself is never stored in a config, an artifact or a log line.
+OPENAI_API_KEY); the key itself is never stored in a config, an artifact or a log line. Because a
+config may come from someone else, a key is sent only to a base URL the user paired with that
+variable: OpenAI's own URL with OPENAI_API_KEY, the pairs in $MIMICRY_HOME/endpoints.yaml
+(`URL: VARIABLE`), and `mimicry --endpoint URL=VARIABLE` on the command line.
 Connection errors, timeouts, 429 and 5xx responses are retried with exponential backoff; after
 the last retry, or on any other error status, the call fails with a MimicryError that says why.
 """
@@ -21,10 +24,44 @@ from mimicry.generation.transformers_backend import split_prefix, truncate_at_st
 from mimicry.records import Message
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+DEFAULT_URL = "https://api.openai.com/v1"
+ENDPOINTS_FILE = "endpoints.yaml"
+_cli_endpoints: dict[str, str] = {}
+
+
+def _url(url: str) -> str:
+    return url.rstrip("/")
+
+
+def trust_endpoint(pair: str) -> None:
+    """Register `URL=VARIABLE` from the command line: the key in $VARIABLE may be sent to URL."""
+    url, sep, var = pair.rpartition("=")
+    if not sep or not url or not var.replace("_", "").isalnum():
+        raise MimicryError(f"--endpoint takes URL=VARIABLE (e.g. http://localhost:8000/v1=MY_KEY), got {pair!r}")
+    _cli_endpoints[_url(url)] = var
+
+
+def trusted_endpoints() -> dict[str, str]:
+    """Base URL -> the one key variable the user allows to be sent there."""
+    import yaml
+
+    from mimicry.paths import mimicry_home
+
+    pairs = {_url(DEFAULT_URL): "OPENAI_API_KEY"}
+    path = mimicry_home() / ENDPOINTS_FILE
+    if path.is_file():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise MimicryError(f"{path} is not valid YAML: {err}") from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise MimicryError(f"{path} must map base URLs to environment variable names (URL: VARIABLE)")
+        pairs |= {_url(str(k)): v for k, v in data.items()}
+    return pairs | _cli_endpoints
 
 
 class OpenAIOptions(StrictModel):
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = DEFAULT_URL
     # The NAME of the environment variable holding the key; None sends no Authorization header
     # (a local server).
     api_key_env: str | None = "OPENAI_API_KEY"
@@ -50,6 +87,13 @@ class OpenAIBackend:
         name = self.options.api_key_env
         if name is None:
             return {}
+        base = _url(self.options.base_url)
+        if trusted_endpoints().get(base) != name:
+            raise MimicryError(
+                f"the openai backend would send ${name} to {base}, a pair you have not allowed: a config cannot "
+                f"choose both where a key goes and which key. Allow it with `mimicry --endpoint {base}={name}` "
+                f"or a line `{base}: {name}` in $MIMICRY_HOME/{ENDPOINTS_FILE} (or set api_key_env: null)"
+            )
         key = os.environ.get(name)
         if not key:
             raise MimicryError(
@@ -99,9 +143,7 @@ class OpenAIBackend:
             if response.status_code != 200:
                 denied = response.status_code in (401, 403)
                 hint = f" (check the key in ${self.options.api_key_env})" if denied else ""
-                raise MimicryError(
-                    f"{self.url} answered HTTP {response.status_code}{hint}: {response.text[:300]}"
-                )
+                raise MimicryError(f"{self.url} answered HTTP {response.status_code}{hint}: {response.text[:300]}")
             try:
                 return response.json()["choices"][0]["message"]["content"] or ""
             except (ValueError, KeyError, IndexError, TypeError):

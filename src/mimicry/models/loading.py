@@ -8,6 +8,7 @@ directory, or a Hugging Face hub id. A PEFT adapter directory loads its base and
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from mimicry.console import info
 from mimicry.errors import MimicryError, unknown_name
 from mimicry.models.sources import MODELS, HubModel, LocalModel, PackagedGGUF
-from mimicry.paths import models_dir
+from mimicry.paths import mimicry_home, models_dir
 
 BYTES_PER_PARAMETER = {"float32": 4, "bfloat16": 2, "float16": 2}
 # Weights are not all a model needs (activations, KV cache, the tokenizer): demand this much more.
@@ -95,6 +96,8 @@ def resolve_model(name_or_path: str | Path) -> str:
     if (saved := models_dir() / name).is_dir() and is_model_dir(saved):
         return str(saved)
     path = Path(name).expanduser()
+    if path.is_dir() and not is_model_dir(path) and (path / "run_card.json").is_file():
+        path = _run_model(path)  # what `mimicry train --out-dir RUN` wrote: its model sits one level down
     if path.is_dir():
         if not is_model_dir(path):
             raise _not_a_model_dir(path)
@@ -104,6 +107,18 @@ def resolve_model(name_or_path: str | Path) -> str:
     known = set(MODELS.names()) | set(saved_models())
     error = unknown_name("model", name, known)
     raise MimicryError(f"{error} (or give a model directory or a Hugging Face id like 'org/name')")
+
+
+def _run_model(run_dir: Path) -> Path:
+    """The model directory a training run's card names (a plain folder name inside the run)."""
+    try:
+        card = json.loads((run_dir / "run_card.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MimicryError(f"{run_dir}/run_card.json is not valid JSON: {err}") from None
+    name = card.get("model_path") if isinstance(card, dict) else None
+    if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+        raise MimicryError(f"{run_dir}/run_card.json names no model folder inside the run")
+    return run_dir / name
 
 
 def torch_dtype(dtype: str) -> Any:
@@ -127,7 +142,7 @@ def count_parameters(resolved: str) -> int:
 
     path = Path(resolved)
     if path.is_dir() and is_adapter_dir(path):
-        resolved = resolve_model(_adapter_base(path))
+        resolved = resolve_model(adapter_base(path))
     config = AutoConfig.from_pretrained(resolved)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
@@ -145,9 +160,7 @@ def available_memory(device: str) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def check_fits(
-    name: str, parameters: int, dtype: str, device: str, memory_limit_bytes: int | None = None
-) -> None:
+def check_fits(name: str, parameters: int, dtype: str, device: str, memory_limit_bytes: int | None = None) -> None:
     """Refuse, before loading, a model whose weights (x headroom) exceed the memory available."""
     needed = int(parameters * BYTES_PER_PARAMETER[dtype] * MEMORY_HEADROOM)
     available = memory_limit_bytes if memory_limit_bytes is not None else available_memory(device)
@@ -160,12 +173,55 @@ def check_fits(
         )
 
 
-def _adapter_base(adapter_dir: Path) -> str:
-    config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path")
-    if not base:
+MODEL_ROOTS_ENV_VAR = "MIMICRY_MODEL_ROOTS"
+KNOWN_BASES_FILE = "known_bases.txt"
+
+
+def remember_base(path: str | Path) -> None:
+    """Record a base model directory the user named on the command line, so adapters trained on it load later."""
+    full = str(Path(path).expanduser().resolve())
+    record = mimicry_home() / KNOWN_BASES_FILE
+    known = record.read_text(encoding="utf-8").splitlines() if record.is_file() else []
+    if full not in known:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        with record.open("a", encoding="utf-8") as fh:
+            fh.write(full + "\n")
+
+
+def _model_roots(adapter_dir: Path) -> list[Path]:
+    """Where an adapter's base may live: the mimicry home, beside the adapter's run, bases the user trained
+    from, and the user's own roots ($MIMICRY_MODEL_ROOTS)."""
+    extra = [Path(p).expanduser() for p in os.environ.get(MODEL_ROOTS_ENV_VAR, "").split(os.pathsep) if p]
+    record = mimicry_home() / KNOWN_BASES_FILE
+    if record.is_file():
+        extra += [Path(line) for line in record.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [p.resolve() for p in (mimicry_home(), models_dir(), adapter_dir.resolve().parent.parent, *extra)]
+
+
+def adapter_base(adapter_dir: Path) -> str:
+    """The base an adapter names; a path must stay inside the model roots, since the file may come from anyone."""
+    try:
+        config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MimicryError(f"{adapter_dir}/adapter_config.json is not valid JSON: {err}") from None
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if not base or not isinstance(base, str):
         raise MimicryError(f"{adapter_dir}/adapter_config.json names no base_model_name_or_path")
-    return str(base)
+    plain_name = "/" not in base and "\\" not in base and base not in (".", "..")
+    if (
+        base in MODELS
+        or (plain_name and (models_dir() / base).is_dir())
+        or (_HUB_ID.match(base) and not Path(base).exists())
+    ):
+        return base
+    full = Path(base).expanduser().resolve()
+    roots = _model_roots(adapter_dir)
+    if not any(full.is_relative_to(root) for root in roots):
+        raise MimicryError(
+            f"{adapter_dir}/adapter_config.json names the base {base!r}, outside the model roots "
+            f"({', '.join(map(str, roots))}); load the base explicitly or add its folder to {MODEL_ROOTS_ENV_VAR}"
+        )
+    return base
 
 
 def load_tokenizer(resolved: str) -> Any:
@@ -198,7 +254,7 @@ def load_causal_lm(
     device = device or default_device()
     resolved = resolve_model(name_or_path)
     adapter = Path(resolved) if Path(resolved).is_dir() and is_adapter_dir(Path(resolved)) else None
-    base = resolve_model(_adapter_base(adapter)) if adapter else resolved
+    base = resolve_model(adapter_base(adapter)) if adapter else resolved
     try:
         check_fits(str(name_or_path), count_parameters(base), dtype, device, memory_limit_bytes)
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_type)

@@ -148,6 +148,7 @@ def train_sft(
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from mimicry.models import load_causal_lm, load_tokenizer, resolve_model
+    from mimicry.models.loading import remember_base
     from mimicry.training.progress import RichProgressCallback
     from mimicry.training.tokenize import tokenize_conversations
 
@@ -251,7 +252,10 @@ def train_sft(
 
     model_path = out_dir / ("adapter" if config.method == "lora" else "model")
     if config.method == "lora":
-        trainee.peft_config["default"].base_model_name_or_path = _base_model_reference(model)
+        base_reference = _base_model_reference(model)
+        trainee.peft_config["default"].base_model_name_or_path = base_reference
+        if Path(base_reference).is_absolute():
+            remember_base(base_reference)
     trainee.save_pretrained(str(model_path), safe_serialization=True)
     tokenizer.save_pretrained(str(model_path))
     card = {

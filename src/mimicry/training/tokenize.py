@@ -46,20 +46,27 @@ class TokenizedDataset:
         return self.rows[i]
 
 
-def _template(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def _template(
+    tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool, tools: list[dict[str, Any]] | None
+) -> str:
+    extra = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt, **extra)
 
 
 def assistant_spans(conversation: Conversation, tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered text and the character spans of every assistant turn (content + end-of-turn)."""
-    messages = [m.model_dump() for m in conversation.messages]
-    text = _template(tokenizer, messages, add_generation_prompt=False)
+    """The rendered text and the character spans of every trained assistant turn (content + end-of-turn).
+
+    A turn with OpenAI's `weight: 0` is context only: it is rendered but gets no span, so no loss.
+    """
+    messages = [m.model_dump(exclude={"weight"}) for m in conversation.messages]
+    tools = conversation.tools
+    text = _template(tokenizer, messages, add_generation_prompt=False, tools=tools)
     spans = []
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+    for i, message in enumerate(conversation.messages):
+        if message.role != "assistant" or message.weight == 0:
             continue
-        before = _template(tokenizer, messages[:i], add_generation_prompt=True)
-        through = _template(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        before = _template(tokenizer, messages[:i], add_generation_prompt=True, tools=tools)
+        through = _template(tokenizer, messages[: i + 1], add_generation_prompt=False, tools=tools)
         if not (text.startswith(before) and text.startswith(through) and len(through) > len(before)):
             raise MimicryError(
                 "the model's chat template does not render conversations incrementally (a prefix of the "
@@ -97,7 +104,7 @@ def tokenize_conversations(
     data = TokenizedDataset()
     digest = hashlib.sha256()
     for conversation in conversations:
-        if not any(m.role == "assistant" for m in conversation.messages):
+        if not any(m.role == "assistant" and m.weight != 0 for m in conversation.messages):
             data.without_targets += 1
             continue
         row = tokenize_conversation(conversation, tokenizer)
