@@ -4,7 +4,7 @@
   MFU = 6 x parameters x tokens/s / ceiling (the 6N rule counts weight gradients, so for LoRA it
   is an upper bound on the work done);
 - a plain PyTorch loop (forward, backward, AdamW step, bf16 autocast exactly where the Trainer
-  uses it: `mimicry.training.sft.bf16_supported`) on the same batches:
+  uses it: `precision: auto`, `mimicry.hardware.resolve_precision`) on the same batches:
   the ratio trainer / plain loop is what the HF Trainer's machinery costs.
 
 Each measurement runs in its own process so its peak memory (max RSS, or CUDA max allocated) is
@@ -120,10 +120,10 @@ def loop(args: argparse.Namespace, method: str) -> dict:
     from transformers import DataCollatorForSeq2Seq
 
     from mimicry.models import load_causal_lm
-    from mimicry.training.sft import bf16_supported
+    from mimicry.hardware import resolve_precision
 
     model, tokenizer = load_causal_lm(args.model, dtype="float32")
-    use_bf16 = bf16_supported()
+    use_bf16 = resolve_precision("auto") == "bf16"
     _, rows = batches(tokenizer, args.batch_size, args.seq_len, args.steps)
     if method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -171,9 +171,9 @@ def run_variant(args: argparse.Namespace) -> dict:
         result["peak_memory_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if kind != "probe":
         from mimicry.models import count_parameters, resolve_model
-        from mimicry.training.sft import bf16_supported
+        from mimicry.hardware import resolve_precision
 
-        result["bf16"] = bf16_supported()
+        result["bf16"] = resolve_precision("auto") == "bf16"
         result["parameters"] = count_parameters(resolve_model(args.model))
     return result
 
