@@ -119,8 +119,8 @@ def loop(args: argparse.Namespace, method: str) -> dict:
     import torch
     from transformers import DataCollatorForSeq2Seq
 
-    from mimicry.models import load_causal_lm
     from mimicry.hardware import resolve_precision
+    from mimicry.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(args.model, dtype="float32")
     use_bf16 = resolve_precision("auto") == "bf16"
@@ -170,8 +170,8 @@ def run_variant(args: argparse.Namespace) -> dict:
     else:
         result["peak_memory_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if kind != "probe":
-        from mimicry.models import count_parameters, resolve_model
         from mimicry.hardware import resolve_precision
+        from mimicry.models import count_parameters, resolve_model
 
         result["bf16"] = resolve_precision("auto") == "bf16"
         result["parameters"] = count_parameters(resolve_model(args.model))
