@@ -161,6 +161,11 @@ class TransformersBackend:
         return results
 
     def _generate_batch(self, texts: list[str], config: GenerationConfig, stop: list[str]) -> list[str]:
+        decoded = self.tokenizer.batch_decode(self._generate_ids(texts, config, stop), skip_special_tokens=True)
+        return [truncate_at_stop(text, stop) for text in decoded]
+
+    def _generate_ids(self, texts: list[str], config: GenerationConfig, stop: list[str]) -> Any:
+        """The new token ids of one left-padded batch (rows end in padding after their EOS)."""
         import torch
 
         inputs = self.tokenizer(
@@ -184,6 +189,4 @@ class TransformersBackend:
             options["stopping_criteria"] = StoppingCriteriaList([criterion])
         with torch.inference_mode():
             output = self.model.generate(**inputs, **options)
-        new_tokens = output[:, inputs.input_ids.shape[1] :]
-        decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [truncate_at_stop(text, stop) for text in decoded]
+        return output[:, inputs.input_ids.shape[1] :]
