@@ -82,7 +82,7 @@ def test_models_without_a_chat_template_use_the_fallback(backend: TransformersBa
     tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     text = render_prompt(tokenizer, [*user("Hello", "Sys"), Message(role="assistant", content="Hi")])
     assert text == f"{tokenizer.bos_token}Sys\n\n### User:\nHello\n\n### Assistant:\nHi"
-    base = TransformersBackend("tiny-base", model_obj=backend.model, tokenizer=tokenizer)
+    base = TransformersBackend("tiny-base", model_obj=backend.model, tokenizer=tokenizer, precision="fp32")
     assert FALLBACK_STOP in base._stop_strings(GenerationConfig())
     assert FALLBACK_STOP not in backend._stop_strings(GenerationConfig())
 
