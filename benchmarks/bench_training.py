@@ -1,11 +1,16 @@
-"""Training throughput of smollm2-135m, full and LoRA, against two references from the same run.
+"""Training throughput of a model, full and LoRA, against two references from the same run.
 
-- the machine's bf16 matmul ceiling (large bf16 matmuls, FLOP/s), giving model FLOP utilisation
-  MFU = 6 x parameters x tokens/s / ceiling (the 6N rule counts weight gradients, so for LoRA it
-  is an upper bound on the work done);
+- the machine's matmul ceiling in the precision `precision: auto` trains in here (large
+  matmuls, FLOP/s; `mimicry.hardware` chooses bf16 where it is measurably faster), giving model
+  FLOP utilisation MFU = FLOPs done per token x tokens/s / ceiling, with the FLOPs counted for
+  what each method computes (`flops_per_token`): full fine-tuning 6N (forward 2N, activation
+  gradients 2N, weight gradients 2N), LoRA 4N plus 6 x the adapters' own parameters (the frozen
+  weights get no weight gradients), both plus causal attention at the measured sequence length.
+  N counts the weights that multiply activations (every linear layer, the LM head included;
+  the input embedding is a lookup);
 - a plain PyTorch loop (forward, backward, AdamW step, bf16 autocast exactly where the Trainer
-  uses it: `mimicry.training.sft.bf16_supported`) on the same batches:
-  the ratio trainer / plain loop is what the HF Trainer's machinery costs.
+  uses it) on the same batches: the ratio trainer / plain loop is what the HF Trainer's
+  machinery costs.
 
 Each measurement runs in its own process so its peak memory (max RSS, or CUDA max allocated) is
 its own. Steady state only: the first steps are warm-up and not timed.
@@ -69,11 +74,34 @@ def matmul_flops(dtype_name: str, seconds: float = 3.0) -> tuple[float, int]:
 
 
 def probe(args: argparse.Namespace) -> dict:
-    """The bf16 ceiling the MFU is quoted against, and fp32's: on CPUs without native bf16 the
-    fp32 one is higher and training runs in fp32 there."""
+    """Both ceilings; MFU is quoted against the one of the precision training runs in."""
     bf16, n = matmul_flops("bfloat16")
     fp32, _ = matmul_flops("float32")
-    return {"flops_per_s": bf16, "fp32_flops_per_s": fp32, "matrix": n}
+    return {"bf16": bf16, "fp32": fp32, "matrix": n}
+
+
+def model_shape(model) -> dict:
+    """What the FLOP count needs: matmul weights, trainable (adapter) weights, attention size."""
+    import torch
+
+    config = model.config
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return {
+        "matmul_parameters": sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear)),
+        "layers": config.num_hidden_layers,
+        "attention_width": heads * head_dim,
+    }
+
+
+def flops_per_token(method: str, shape: dict, seq_len: int, adapter_parameters: int) -> float:
+    """Training FLOPs per token. Attention per layer and token: QK^T and AV over the causal
+    prefix (mean length seq_len / 2), 2 x 2 x width x seq_len / 2 forward, twice that backward."""
+    n = shape["matmul_parameters"]
+    attention_forward = 2 * shape["layers"] * shape["attention_width"] * seq_len
+    if method == "full":
+        return 6 * n + 3 * attention_forward
+    return 4 * n + 6 * adapter_parameters + 3 * attention_forward
 
 
 class _Timer:
@@ -111,19 +139,23 @@ def trainer(args: argparse.Namespace, method: str) -> dict:
     )
     timer = _Timer()
     with tempfile.TemporaryDirectory() as tmp:
-        train_sft(args.model, conversations, Path(tmp) / "run", config, callbacks=[timer])
-    return {"tokens_per_s": (timer.tokens_at_end - timer.tokens_at_start) / (timer.end - timer.start)}
+        result = train_sft(args.model, conversations, Path(tmp) / "run", config, callbacks=[timer])
+    return {
+        "tokens_per_s": (timer.tokens_at_end - timer.tokens_at_start) / (timer.end - timer.start),
+        "precision": result.run_card["precision"]["precision"],
+    }
 
 
 def loop(args: argparse.Namespace, method: str) -> dict:
     import torch
     from transformers import DataCollatorForSeq2Seq
 
+    from mimicry.hardware import resolve_precision
     from mimicry.models import load_causal_lm
-    from mimicry.training.sft import bf16_supported
 
     model, tokenizer = load_causal_lm(args.model, dtype="float32")
-    use_bf16 = bf16_supported()
+    precision = resolve_precision("auto")
+    shape = model_shape(model)
     _, rows = batches(tokenizer, args.batch_size, args.seq_len, args.steps)
     if method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -140,7 +172,7 @@ def loop(args: argparse.Namespace, method: str) -> dict:
         batch = {
             k: v.to(device) for k, v in collate(rows[step * args.batch_size : (step + 1) * args.batch_size]).items()
         }
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()
@@ -151,7 +183,13 @@ def loop(args: argparse.Namespace, method: str) -> dict:
             tokens += int(batch["attention_mask"].sum())
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return {"tokens_per_s": tokens / (time.perf_counter() - start)}
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "tokens_per_s": tokens / (time.perf_counter() - start),
+        "precision": precision,
+        "shape": shape,
+        "adapter_parameters": trainable if method == "lora" else 0,
+    }
 
 
 def run_variant(args: argparse.Namespace) -> dict:
@@ -169,12 +207,6 @@ def run_variant(args: argparse.Namespace) -> dict:
         result["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
     else:
         result["peak_memory_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if kind != "probe":
-        from mimicry.models import count_parameters, resolve_model
-        from mimicry.training.sft import bf16_supported
-
-        result["bf16"] = bf16_supported()
-        result["parameters"] = count_parameters(resolve_model(args.model))
     return result
 
 
@@ -211,25 +243,35 @@ def main() -> None:
             raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
 
-    ceiling = results["probe"]["flops_per_s"]
-    fp32_ceiling = results["probe"]["fp32_flops_per_s"]
+    import os
+
+    from mimicry.hardware import cpu_info
+
+    probe_result = results["probe"]
+    cpu, flags = cpu_info()
     print(
-        f"matmul ceiling: bf16 {ceiling / 1e9:,.1f} GFLOP/s, fp32 {fp32_ceiling / 1e9:,.1f} GFLOP/s "
-        f"({results['probe']['matrix']}^3 matmuls; peak RSS {results['probe']['peak_memory_mib']:,.0f} MiB)"
+        f"CPU {cpu} ({', '.join(f for f in flags if 'bf16' in f or f.startswith('amx')) or 'no native bf16'}), "
+        f"load average {os.getloadavg()[0]:.1f} at the end"
     )
+    print(
+        f"matmul ceiling: bf16 {probe_result['bf16'] / 1e9:,.1f} GFLOP/s, fp32 {probe_result['fp32'] / 1e9:,.1f} "
+        f"GFLOP/s ({probe_result['matrix']}^3 matmuls; peak RSS {probe_result['peak_memory_mib']:,.0f} MiB)"
+    )
+    precision = results["trainer-full"]["precision"]
+    ceiling = probe_result[precision]
     print(
         f"model {args.model}, batch {args.batch_size} x {args.seq_len} tokens, {args.steps} steps "
-        f"({WARMUP_STEPS} warm-up), bf16 autocast: {results['trainer-full']['bf16']}"
+        f"({WARMUP_STEPS} warm-up), precision {precision} (auto); MFU against the {precision} ceiling"
     )
-    print(f"{'variant':<14}{'tokens/s':>10}{'MFU bf16':>10}{'MFU fp32':>10}{'vs loop':>9}{'peak MiB':>10}")
+    print(f"{'variant':<14}{'tokens/s':>10}{'GFLOP/token':>13}{'MFU':>8}{'vs loop':>9}{'peak MiB':>10}")
     for method in ("full", "lora"):
-        loop_speed = results[f"loop-{method}"]["tokens_per_s"]
+        loop_result = results[f"loop-{method}"]
+        flops = flops_per_token(method, loop_result["shape"], args.seq_len, loop_result["adapter_parameters"])
         for kind in ("trainer", "loop"):
             r = results[f"{kind}-{method}"]
-            model_flops = 6 * r["parameters"] * r["tokens_per_s"]
             print(
-                f"{kind + '-' + method:<14}{r['tokens_per_s']:>10,.0f}{model_flops / ceiling:>10.1%}"
-                f"{model_flops / fp32_ceiling:>10.1%}{r['tokens_per_s'] / loop_speed:>9.2f}"
+                f"{kind + '-' + method:<14}{r['tokens_per_s']:>10,.0f}{flops / 1e9:>13.2f}"
+                f"{flops * r['tokens_per_s'] / ceiling:>8.1%}{r['tokens_per_s'] / loop_result['tokens_per_s']:>9.2f}"
                 f"{r['peak_memory_mib']:>10,.0f}"
             )
 

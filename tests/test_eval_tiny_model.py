@@ -20,7 +20,7 @@ def tiny_backend(make_tiny_llama, smollm2_tokenizer):
     from mimicry.generation.transformers_backend import TransformersBackend
 
     model = make_tiny_llama(smollm2_tokenizer, layers=1, heads=2, kv_heads=1, max_positions=2048)
-    return TransformersBackend("tiny-random-llama", model_obj=model, tokenizer=smollm2_tokenizer)
+    return TransformersBackend("tiny-random-llama", model_obj=model, tokenizer=smollm2_tokenizer, precision="fp32")
 
 
 def test_harm_suite_through_a_real_model(tiny_backend, tmp_path: Path) -> None:

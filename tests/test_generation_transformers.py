@@ -32,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def backend(make_tiny_llama, smollm2_tokenizer) -> TransformersBackend:
     model = make_tiny_llama(smollm2_tokenizer, hidden_size=64, intermediate_size=128)
-    return TransformersBackend("tiny-llama", model_obj=model, tokenizer=smollm2_tokenizer)
+    return TransformersBackend("tiny-llama", model_obj=model, tokenizer=smollm2_tokenizer, precision="fp32")
 
 
 def test_batched_generation_equals_one_prompt_at_a_time(backend: TransformersBackend) -> None:
@@ -80,7 +80,7 @@ def test_models_without_a_chat_template_use_the_fallback(backend: TransformersBa
     tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
     text = render_prompt(tokenizer, [*user("Hello", "Sys"), Message(role="assistant", content="Hi")])
     assert text == f"{tokenizer.bos_token}Sys\n\n### User:\nHello\n\n### Assistant:\nHi"
-    base = TransformersBackend("tiny-base", model_obj=backend.model, tokenizer=tokenizer)
+    base = TransformersBackend("tiny-base", model_obj=backend.model, tokenizer=tokenizer, precision="fp32")
     assert FALLBACK_STOP in base._stop_strings(GenerationConfig())
     assert FALLBACK_STOP not in backend._stop_strings(GenerationConfig())
 
@@ -119,3 +119,28 @@ def test_qwen_coder_prepares_and_answers() -> None:
     qwen = get_backend("transformers", "qwen2.5-coder-0.5b", device="cpu")
     answer = qwen.generate([user("What is the capital of France?")], GenerationConfig(max_new_tokens=12))
     assert "Paris" in answer[0]
+
+
+def test_bf16_generation_casts_the_model_and_names_its_precision(make_tiny_llama, smollm2_tokenizer) -> None:
+    import torch
+
+    from mimicry.generation.transformers_backend import key_options
+
+    model = make_tiny_llama(smollm2_tokenizer, hidden_size=64, intermediate_size=128)
+    bf16 = TransformersBackend("tiny-llama", model_obj=model, tokenizer=smollm2_tokenizer, precision="bf16")
+    assert bf16.model.dtype == torch.bfloat16 and bf16.model_id == "tiny-llama@bf16"
+    replies = bf16.generate(PROMPTS, GenerationConfig(max_new_tokens=8))
+    assert len(replies) == len(PROMPTS) and all(replies)
+    fp32 = TransformersBackend("tiny-llama", model_obj=model, tokenizer=smollm2_tokenizer, precision="fp32")
+    assert fp32.model.dtype == torch.float32 and fp32.model_id == "tiny-llama"  # the id fp32 caches had
+    assert key_options({"precision": "fp32", "x": 1}) == {"x": 1}
+    assert key_options({"precision": "bf16"}) == {"precision": "bf16"}
+
+
+def test_a_saved_model_loads_in_the_precision_asked(make_tiny_llama, smollm2_tokenizer, tmp_path) -> None:
+    import torch
+
+    path = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny")
+    backend = get_backend("transformers", str(path), precision="bf16")
+    assert backend.model.dtype == torch.bfloat16
+    assert backend.generate(PROMPTS[:2], GenerationConfig(max_new_tokens=4, batch_size=2))[0]

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--max-new-tokens", type=int)
     ev.add_argument("--batch-size", type=int)
     ev.add_argument("--seed", type=int)
+    ev.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="local generation: auto (bf16 where this machine runs it measurably faster), bf16 or fp32")
     ev.add_argument("--advbench-sample", help="AdvBench prompts to use: a number or 'all' (default 100)")
     ev.add_argument("--harm-sets", help="comma-separated harmful prompt sets")
     ev.add_argument("--overrefusal-sets", help="comma-separated safe prompt sets")
@@ -91,16 +93,20 @@ def eval_handler(args: argparse.Namespace) -> int:
     if args.action == "export-labels":
         return export_handler(args)
     from mimicry.errors import MimicryError
-    from mimicry.evaluation.suites import evaluate
+    from mimicry.evaluation.suites import evaluate, parse_suites
     from mimicry.hashing import hash_obj
     from mimicry.paths import artifacts_dir
 
     if not args.model:
         raise MimicryError("--model is required: a model name, a local directory or a packaged model")
     config = build_config(args)
+    from mimicry.generation import get_backend
+
+    parse_suites(args.suite)  # a bad suite name fails before the model loads
+    backend = get_backend("transformers", args.model, precision=args.precision)
     out = Path(args.out) if args.out else artifacts_dir() / "eval" / hash_obj(
         {"model": args.model, "strategy": args.strategy, "task": args.task})
-    summary = evaluate(args.model, args.suite, task=args.task, strategy=args.strategy, config=config,
+    summary = evaluate(backend, args.suite, task=args.task, strategy=args.strategy, config=config,
                        out_dir=out)
     print_summary(summary)
     return 0

@@ -266,6 +266,14 @@ class TrainStage(BaseStage):
     name = "train"
     resumable = True
 
+    def identity(self, inputs: Inputs, config: Config) -> dict[str, Any]:
+        """The precision enters the key as chosen on this machine (fp32 keys as before it existed)."""
+        from mimicry.hardware import legacy_key_config, resolve_precision
+
+        identity = super().identity(inputs, config)
+        identity["config"] = legacy_key_config(config, resolve_precision(config.get("precision", "auto")))
+        return identity
+
     def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
         from mimicry.training.sft import SFTConfig, train_sft
 
@@ -314,6 +322,16 @@ class EvaluateStage(BaseStage):
 
     def data_files(self, inputs: Inputs, config: Config) -> set[str]:
         return task_files(config["task"]) | prompt_set_files() | {AOA_FILE}
+
+    def identity(self, inputs: Inputs, config: Config) -> dict[str, Any]:
+        """Local generation's precision enters the key as chosen on this machine (see `key_options`)."""
+        identity = super().identity(inputs, config)
+        generation = config["generation"]
+        if generation["backend"] == "transformers":
+            from mimicry.generation.transformers_backend import key_options
+
+            identity["config"]["generation"] = {**generation, "options": key_options(generation["options"])}
+        return identity
 
     def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
         from mimicry.evaluation.suites import EvalConfig, evaluate

@@ -14,6 +14,7 @@ from typing import Any
 
 from mimicry.errors import MimicryError
 from mimicry.generation.base import BACKENDS, GenerationConfig
+from mimicry.hardware import DTYPES, Precision, resolve_precision
 from mimicry.records import Message
 
 
@@ -72,9 +73,28 @@ class StopOnStrings:
         return torch.tensor([any(s in tail for s in self.stop) for tail in tails], device=input_ids.device)
 
 
+def generation_model_id(model: str, precision: str) -> str:
+    """How generations name their model: `<model>` in fp32 (the ids from before precision was a
+    choice, so those caches stay valid), `<model>@bf16` in bf16."""
+    return str(model) if precision == "fp32" else f"{model}@{precision}"
+
+
+def key_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The backend options as they enter a cache key: `precision` resolved on this machine, and
+    left out when fp32 (keys from before precision was a choice)."""
+    keyed = {k: v for k, v in options.items() if k != "precision"}
+    precision = resolve_precision(options.get("precision", "auto"), options.get("device"))
+    return keyed if precision == "fp32" else {**keyed, "precision": precision}
+
+
 @BACKENDS.register("transformers")
 class TransformersBackend:
-    """Generates with a local causal LM (a registry name, directory, adapter dir or hub id)."""
+    """Generates with a local causal LM (a registry name, directory, adapter dir or hub id).
+
+    `precision` (auto, bf16, fp32) is the dtype the weights are held and computed in; auto picks
+    bf16 where this machine measurably runs it faster (`mimicry.hardware`). A given `model_obj`
+    is cast to it in place.
+    """
 
     def __init__(
         self,
@@ -82,16 +102,22 @@ class TransformersBackend:
         *,
         model_obj: Any = None,
         tokenizer: Any = None,
-        dtype: str = "float32",
+        precision: Precision = "auto",
         device: str | None = None,
     ) -> None:
-        self.model_id = str(model)
         if (model_obj is None) != (tokenizer is None):
             raise ValueError("pass model_obj and tokenizer together, or neither")
+        where = device or (str(model_obj.device) if model_obj is not None else None)
+        self.precision = resolve_precision(precision, where)
+        self.model_id = generation_model_id(str(model), self.precision)
         if model_obj is None:
             from mimicry.models import load_causal_lm
 
-            model_obj, tokenizer = load_causal_lm(model, dtype=dtype, device=device)
+            model_obj, tokenizer = load_causal_lm(model, dtype=DTYPES[self.precision], device=device)
+        else:
+            from mimicry.models.loading import torch_dtype
+
+            model_obj = model_obj.to(torch_dtype(DTYPES[self.precision]))
         self.model = model_obj.eval()
         self.tokenizer = tokenizer
         if self.tokenizer.pad_token is None:
@@ -135,6 +161,11 @@ class TransformersBackend:
         return results
 
     def _generate_batch(self, texts: list[str], config: GenerationConfig, stop: list[str]) -> list[str]:
+        decoded = self.tokenizer.batch_decode(self._generate_ids(texts, config, stop), skip_special_tokens=True)
+        return [truncate_at_stop(text, stop) for text in decoded]
+
+    def _generate_ids(self, texts: list[str], config: GenerationConfig, stop: list[str]) -> Any:
+        """The new token ids of one left-padded batch (rows end in padding after their EOS)."""
         import torch
 
         inputs = self.tokenizer(
@@ -158,6 +189,4 @@ class TransformersBackend:
             options["stopping_criteria"] = StoppingCriteriaList([criterion])
         with torch.inference_mode():
             output = self.model.generate(**inputs, **options)
-        new_tokens = output[:, inputs.input_ids.shape[1] :]
-        decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [truncate_at_stop(text, stop) for text in decoded]
+        return output[:, inputs.input_ids.shape[1] :]

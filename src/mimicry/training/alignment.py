@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 from mimicry.config import StrictModel
 from mimicry.console import info
 from mimicry.errors import MimicryError
+from mimicry.hardware import Precision, legacy_key_config, resolve_precision
 from mimicry.hashing import canonical_json, hash_obj
 from mimicry.paths import artifacts_dir, models_dir
 from mimicry.records import Conversation, Message, atomic_write_text
@@ -142,17 +143,22 @@ def self_answered(model: str, data: list[Conversation], config: AlignConfig) -> 
     """
     from mimicry.evaluation.refusal import is_refusal
     from mimicry.generation.base import GenerationConfig
-    from mimicry.generation.transformers_backend import TransformersBackend, render_prompt
+    from mimicry.generation.transformers_backend import TransformersBackend, generation_model_id, render_prompt
 
     benign = [i for i, c in enumerate(data) if c.meta.get("source") != SAFETY_SOURCE]
     prompts = [data[i].prompt_messages for i in benign]
-    key = hash_obj({"model": model, "prompts": [[m.model_dump() for m in p] for p in prompts],
-                    "max_new_tokens": config.self_answer_tokens})
+    key = hash_obj(
+        {
+            "model": generation_model_id(model, resolve_precision(config.sft.precision)),
+            "prompts": [[m.model_dump() for m in p] for p in prompts],
+            "max_new_tokens": config.self_answer_tokens,
+        }
+    )
     cache = artifacts_dir() / "alignment-self-answers" / f"{key}.json"
     if cache.is_file():
         replies = json.loads(cache.read_text(encoding="utf-8"))
     else:
-        backend = TransformersBackend(model)
+        backend = TransformersBackend(model, precision=config.sft.precision)
         generation = GenerationConfig(
             max_new_tokens=config.self_answer_tokens, batch_size=config.self_answer_batch_size
         )
@@ -197,14 +203,18 @@ def sample_prompts(set_name: str, max_prompts: int | None, seed: int) -> list[st
 
 
 def measure_refusal_rates(
-    model: str, config: RefusalEvalConfig, model_obj: Any = None, tokenizer: Any = None
+    model: str,
+    config: RefusalEvalConfig,
+    model_obj: Any = None,
+    tokenizer: Any = None,
+    precision: Precision = "auto",
 ) -> tuple[dict[str, float], dict[str, int]]:
     """Refusal rate per prompt set: the share of greedy replies the keyword check calls refusals."""
     from mimicry.evaluation.refusal import is_refusal
     from mimicry.generation.base import GenerationConfig
     from mimicry.generation.transformers_backend import TransformersBackend
 
-    backend = TransformersBackend(model, model_obj=model_obj, tokenizer=tokenizer)
+    backend = TransformersBackend(model, model_obj=model_obj, tokenizer=tokenizer, precision=precision)
     generation = GenerationConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
     rates, counts = {}, {}
     for name in config.prompt_sets:
@@ -223,7 +233,13 @@ def aligned_name(model: str, config: AlignConfig) -> str:
     a grid with its own recipe never overwrites the default aligned model (nor another grid's).
     """
     name = f"{Path(model).name}-aligned"
-    return name if config == AlignConfig() else f"{name}-{hash_obj(config.model_dump(mode='json'))[:8]}"
+    return name if config == AlignConfig() else f"{name}-{hash_obj(_key_config(config))[:8]}"
+
+
+def _key_config(config: AlignConfig, precision: str = "fp32") -> dict[str, Any]:
+    """The recipe as it enters keys and names: its SFT part keyed as `legacy_key_config` says."""
+    dumped = config.model_dump(mode="json")
+    return {**dumped, "sft": legacy_key_config(dumped["sft"], precision)}
 
 
 def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> AlignResult:
@@ -231,7 +247,8 @@ def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> Ali
     config = config or AlignConfig()
     name = aligned_name(model, config)
     target = models_dir() / name
-    key = hash_obj({"model": model, "config": config.model_dump(mode="json")})
+    precision = resolve_precision(config.sft.precision)
+    key = hash_obj({"model": model, "config": _key_config(config, precision)})
     record_path = target / ALIGNMENT_FILE
     if record_path.is_file():
         record = json.loads(record_path.read_text(encoding="utf-8"))
@@ -248,7 +265,7 @@ def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> Ali
     merged, tokenizer = _merge(trained)
     _save_model_dir(merged, tokenizer, target)
     train_minutes = (time.perf_counter() - started) / 60
-    rates, counts = measure_refusal_rates(name, config.evaluation, merged, tokenizer)
+    rates, counts = measure_refusal_rates(name, config.evaluation, merged, tokenizer, precision)
     record = {
         "key": key,
         "base_model": model,

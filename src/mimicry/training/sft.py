@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mimicry.config import StrictModel
 from mimicry.console import info, warn
 from mimicry.errors import MimicryError
+from mimicry.hardware import Precision, legacy_key_config, precision_record, resolve_precision
 from mimicry.hashing import canonical_json, hash_obj
 from mimicry.records import Conversation, atomic_write_text, load_conversations
 
@@ -51,11 +52,21 @@ class SFTConfig(StrictModel):
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(512, ge=8)
     overlong: Literal["truncate", "reject"] = "truncate"
-    bf16: bool = True
+    precision: Precision = "auto"  # auto: bf16 autocast where this machine runs bf16 measurably faster
     gradient_checkpointing: bool = False
     seed: int = 0
     save_steps: int = Field(50, ge=1)
     logging_steps: int = Field(5, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_bf16_flag(cls, data: Any) -> Any:
+        """Configs written before `precision`: `bf16: false` is `precision: fp32`, `bf16: true` is `auto`."""
+        if isinstance(data, dict) and "bf16" in data:
+            data = dict(data)
+            if not data.pop("bf16"):
+                data["precision"] = "fp32"
+        return data
 
 
 @dataclass
@@ -91,21 +102,6 @@ def git_sha() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
-
-
-def bf16_supported() -> bool:
-    """bf16 autocast pays off on CUDA with bf16, or on CPUs with native bf16 (AVX512-BF16, AMX).
-
-    Without them torch emulates bf16 and a training step gets many times slower than fp32
-    (measured on our 2-core AVX2 machines), so it is not used there.
-    """
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def _base_model_reference(model: str) -> str:
@@ -167,11 +163,13 @@ def train_sft(
             f"{dataset.without_targets} dropped without an assistant token"
         )
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = resolve_precision(config.precision, device)
     key = hash_obj(
         {
             "model": _base_model_reference(model),
             "data": dataset.sha256,
-            "config": config.model_dump(mode="json"),
+            "config": legacy_key_config(config.model_dump(mode="json"), precision),
         }
     )
     finished = load_result(out_dir)
@@ -188,9 +186,7 @@ def train_sft(
 
     base, _ = load_causal_lm(model, dtype="float32")
     set_seed(config.seed)
-    use_bf16 = config.bf16 and bf16_supported()
-    if config.bf16 and not use_bf16:
-        warn("this device has no native bf16 (CPU: AVX512-BF16 or AMX); training in fp32")
+    info(f"training in {precision} ({'bf16 autocast' if precision == 'bf16' else 'full fp32'})")
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -215,7 +211,7 @@ def train_sft(
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        bf16=use_bf16,
+        bf16=precision == "bf16",
         activation_checkpointing=config.gradient_checkpointing,
         seed=config.seed,
         save_strategy="steps",
@@ -223,7 +219,7 @@ def train_sft(
         save_total_limit=2,
         logging_steps=config.logging_steps,
         include_num_input_tokens_seen="non_padding",
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=device == "cpu",
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -278,7 +274,8 @@ def train_sft(
         "steps": state.global_step,
         "seconds": round(seconds, 2),
         "resumed_from": last.name if last else None,
-        "bf16": use_bf16,
+        "bf16": precision == "bf16",
+        "precision": precision_record(precision, device),
         "losses": _losses(state),
         "packages": package_versions(),
         "git_sha": git_sha(),
