@@ -1,0 +1,129 @@
+"""Helpers for the service tests: a uvicorn server in a thread, a throwaway PostgreSQL cluster, a policy."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from mimicry.records import Conversation
+from mimicry.service.policy import Policy
+
+PG_BINARIES = ("initdb", "pg_ctl")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def uvicorn_server(app):
+    """A real uvicorn server on a free localhost port, in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _pg_tool(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    return None
+
+
+@contextmanager
+def postgres_cluster(root: Path):
+    """initdb + pg_ctl into `root`; yields a SQLAlchemy URL. Skips when the binaries are missing."""
+    tools = {name: _pg_tool(name) for name in PG_BINARIES}
+    if not all(tools.values()):
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    # The server refuses to run as root: run it as the postgres (or nobody) account.
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = "postgres" if _has_user("postgres") else "nobody"
+        prefix = ["runuser", "-u", user, "--"]
+    root.mkdir(parents=True, exist_ok=True)
+    data, sock = root / "pgdata", root / "sock"
+    sock.mkdir(exist_ok=True)
+    if prefix:
+        uid = pwd.getpwnam(prefix[2]).pw_uid
+        for p in (root, sock):
+            os.chown(p, uid, -1)
+    port = free_port()
+    run = lambda *args: subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)  # noqa: E731
+    run(tools["initdb"], "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+    log = root / "pg.log"
+    run(
+        tools["pg_ctl"],
+        "-D",
+        str(data),
+        "-l",
+        str(log),
+        "-w",
+        "-t",
+        "60",
+        "start",
+        "-o",
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, tools["pg_ctl"], "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def service_policy(model_dir: Path, **gate) -> Policy:
+    """Small, fast settings on a tiny model; the gate releases anything unless told otherwise."""
+    return Policy.model_validate(
+        {
+            "base_models": {"tiny": str(model_dir)},
+            "gate": {
+                "harmful_prompts": 3,
+                "safe_prompts": 3,
+                "max_new_tokens": 4,
+                "max_asr": 1.0,
+                "max_overrefusal": 1.0,
+                **gate,
+            },
+            "training": {"max_steps": 4, "batch_size": 4, "save_steps": 2, "max_length": 128},
+            "limits": {"max_upload_bytes": 200_000, "requests_per_minute": 100_000},
+            "worker": {"heartbeat_seconds": 0.3, "lease_seconds": 5, "poll_seconds": 0.2},
+        }
+    )
+
+
+def jsonl(conversations: list[Conversation]) -> bytes:
+    return "".join(c.model_dump_json(exclude={"meta"}) + "\n" for c in conversations).encode()
