@@ -232,3 +232,86 @@ def test_rate_limit_is_429(tmp_path, service):
     assert codes == [200, 200, 200, 429, 429]
     body = client.get("/v1/models", headers=headers)
     assert body.json()["error"]["code"] == "rate_limit_exceeded" and int(body.headers["retry-after"]) >= 1
+
+
+def _bad_uploads():
+    from hypothesis import strategies as st
+
+    line = st.fixed_dictionaries(
+        {
+            "messages": st.lists(
+                st.fixed_dictionaries(
+                    {"role": st.sampled_from(["user", "assistant", "robot", ""]), "content": st.text(max_size=20)}
+                ),
+                max_size=4,
+            )
+        }
+    )
+    jsonl_rows = st.lists(line, max_size=12).map(lambda rows: "\n".join(json.dumps(r) for r in rows).encode())
+    return st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=200).map(str.encode),
+        jsonl_rows,
+        st.just(b""),
+        st.just(b"\xff\xfe" + "{}".encode("utf-16")),
+        st.just(b'{"messages": [{"role": "user", "content": "' + b"a" * 250_000 + b'"}]}'),
+        st.just(
+            b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x", '
+            b'"weight": 2}]}\n' * 10
+        ),
+        st.integers(1, 9).map(
+            lambda n: b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n' * n
+        ),
+    )
+
+
+def test_fuzzed_bad_uploads_are_4xx_and_leave_nothing(service):
+    from hypothesis import HealthCheck, given, settings
+
+    headers = {"Authorization": f"Bearer {service.keys[1]}"}
+    before = httpx.get(f"{service.url}/v1/files", headers=headers).json()["data"]
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(_bad_uploads())
+    def upload(data: bytes) -> None:
+        r = httpx.post(
+            f"{service.url}/v1/files",
+            headers=headers,
+            data={"purpose": "fine-tune"},
+            files={"file": ("f.jsonl", data)},
+            timeout=30,
+        )
+        assert r.status_code in (400, 413), (r.status_code, r.text[:300])
+        assert r.json()["error"]["message"]
+
+    upload()
+    assert httpx.get(f"{service.url}/v1/files", headers=headers).json()["data"] == before
+    assert httpx.get(f"{service.url}/health").json()["status"] == "ok"
+
+
+def test_a_corrupted_model_artifact_is_detected_and_not_served(service, released):
+    import json as _json
+
+    from fastapi.testclient import TestClient
+
+    from mimicry.service.db import TunedModel
+
+    _, job = released
+    rt = service.rt
+    with rt.db.session() as s:
+        manifest = s.get(TunedModel, job.fine_tuned_model).artifact
+    blob = rt.store.path(
+        next(d for n, d in _json.loads(rt.store.read(manifest))["files"].items() if n.endswith(".safetensors"))
+    )
+    original = blob.read_bytes()
+    try:
+        blob.write_bytes(original[:-10] + b"0123456789")
+        client = TestClient(create_app(rt))  # a fresh process-like app: nothing cached
+        r = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {service.keys[0]}"},
+            json={"model": job.fine_tuned_model, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert r.status_code == 500 and r.json()["error"]["code"] == "model_artifact_corrupt"
+    finally:
+        blob.write_bytes(original)
