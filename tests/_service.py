@@ -7,6 +7,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -57,8 +58,11 @@ def _pg_tool(name: str) -> str | None:
 
 
 @contextmanager
-def postgres_cluster(root: Path):
-    """initdb + pg_ctl into `root`; yields a SQLAlchemy URL. Skips when the binaries are missing."""
+def postgres_cluster():
+    """initdb + pg_ctl into a temporary directory; yields a SQLAlchemy URL. Skips when the binaries are missing.
+
+    The directory is made outside pytest's (root-only) temp tree, so the server's account can reach it.
+    """
     tools = {name: _pg_tool(name) for name in PG_BINARIES}
     if not all(tools.values()):
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
@@ -67,7 +71,7 @@ def postgres_cluster(root: Path):
     if os.geteuid() == 0:
         user = "postgres" if _has_user("postgres") else "nobody"
         prefix = ["runuser", "-u", user, "--"]
-    root.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="mimicry-pg-"))
     data, sock = root / "pgdata", root / "sock"
     sock.mkdir(exist_ok=True)
     if prefix:
@@ -76,7 +80,16 @@ def postgres_cluster(root: Path):
             os.chown(p, uid, -1)
     port = free_port()
     run = lambda *args: subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)  # noqa: E731
-    run(tools["initdb"], "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+    try:
+        init = subprocess.run(
+            [*prefix, tools["initdb"], "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            capture_output=True,
+            text=True,
+        )
+    except OSError as err:
+        pytest.skip(f"PostgreSQL could not start: {err}")
+    if init.returncode:
+        pytest.skip(f"PostgreSQL could not start: initdb said {init.stderr.strip()[-300:]}")
     log = root / "pg.log"
     run(
         tools["pg_ctl"],
@@ -95,6 +108,7 @@ def postgres_cluster(root: Path):
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*prefix, tools["pg_ctl"], "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _has_user(name: str) -> bool:
