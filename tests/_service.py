@@ -19,6 +19,7 @@ from mimicry.records import Conversation
 from mimicry.service.policy import Policy
 
 PG_BINARIES = ("initdb", "pg_ctl")
+MAIN = "import sys; from mimicry.cli import main; sys.exit(main())"
 
 
 def free_port() -> int:
@@ -141,3 +142,38 @@ def service_policy(model_dir: Path, **gate) -> Policy:
 
 def jsonl(conversations: list[Conversation]) -> bytes:
     return "".join(c.model_dump_json(exclude={"meta"}) + "\n" for c in conversations).encode()
+
+
+def cli(*args: str, env: dict[str, str], **kw) -> subprocess.Popen:
+    """`mimicry ARGS` as its own process, the way a user starts it."""
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", MAIN, *args], env=env, **kw)
+
+
+def cli_key(org: str, env: dict[str, str]) -> str:
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", MAIN, "service", "keys", "create", "--org", org],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return next(line for line in done.stdout.split() if line.startswith("mk-"))
+
+
+def wait_for_health(url: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not come up")
+        time.sleep(0.2)

@@ -31,6 +31,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from mimicry.paths import mimicry_home
@@ -168,8 +169,23 @@ def _v1_initial(conn: Connection) -> None:
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
 
 
-def migrate(engine: Engine) -> int:
-    """Apply pending migrations; returns the schema version now in place."""
+def migrate(engine: Engine, tries: int = 5) -> int:
+    """Apply pending migrations; returns the schema version now in place.
+
+    Processes starting together may race on an empty database (PostgreSQL serialises them with an
+    advisory lock; SQLite has none): the loser's transaction fails and is retried against the new state.
+    """
+    for attempt in range(tries):
+        try:
+            return _migrate_once(engine)
+        except DBAPIError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _migrate_once(engine: Engine) -> int:
     SchemaVersion.__table__.create(engine, checkfirst=True)
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":  # one migrating process at a time
