@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -18,7 +14,6 @@ import pytest
 from mimicry.records import Conversation
 from mimicry.service.policy import Policy
 
-PG_BINARIES = ("initdb", "pg_ctl")
 MAIN = "import sys; from mimicry.cli import main; sys.exit(main())"
 
 
@@ -49,75 +44,21 @@ def uvicorn_server(app):
         thread.join(10)
 
 
-def _pg_tool(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    return None
-
-
 @contextmanager
 def postgres_cluster():
-    """initdb + pg_ctl into a temporary directory; yields a SQLAlchemy URL. Skips when the binaries are missing.
+    """A throwaway PostgreSQL cluster (yields its URL); skips, saying why, when it cannot start."""
+    from mimicry.errors import MimicryError
+    from mimicry.service.pgcluster import temporary_cluster
 
-    The directory is made outside pytest's (root-only) temp tree, so the server's account can reach it.
-    """
-    tools = {name: _pg_tool(name) for name in PG_BINARIES}
-    if not all(tools.values()):
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
-    # The server refuses to run as root: run it as the postgres (or nobody) account.
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        user = "postgres" if _has_user("postgres") else "nobody"
-        prefix = ["runuser", "-u", user, "--"]
-    root = Path(tempfile.mkdtemp(prefix="mimicry-pg-"))
-    data, sock = root / "pgdata", root / "sock"
-    sock.mkdir(exist_ok=True)
-    if prefix:
-        uid = pwd.getpwnam(prefix[2]).pw_uid
-        for p in (root, sock):
-            os.chown(p, uid, -1)
-    port = free_port()
-    run = lambda *args: subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)  # noqa: E731
     try:
-        init = subprocess.run(
-            [*prefix, tools["initdb"], "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
-            capture_output=True,
-            text=True,
-        )
-    except OSError as err:
-        pytest.skip(f"PostgreSQL could not start: {err}")
-    if init.returncode:
-        pytest.skip(f"PostgreSQL could not start: initdb said {init.stderr.strip()[-300:]}")
-    log = root / "pg.log"
-    run(
-        tools["pg_ctl"],
-        "-D",
-        str(data),
-        "-l",
-        str(log),
-        "-w",
-        "-t",
-        "60",
-        "start",
-        "-o",
-        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-    )
+        cluster = temporary_cluster()
+        url = cluster.__enter__()
+    except MimicryError as err:
+        pytest.skip(str(err))
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield url
     finally:
-        subprocess.run([*prefix, tools["pg_ctl"], "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _has_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
+        cluster.__exit__(None, None, None)
 
 
 def service_policy(model_dir: Path, **gate) -> Policy:

@@ -50,9 +50,9 @@ def test_a_killed_worker_and_a_restarted_server_lose_nothing(tmp_path, smollm2_t
                     "max_overrefusal": 1.0,
                 },
                 "training": {
-                    "max_steps": 300,
+                    "max_steps": 100,
                     "batch_size": 2,
-                    "save_steps": 20,
+                    "save_steps": 10,
                     "max_length": 128,
                     "logging_steps": 10,
                 },
