@@ -315,3 +315,15 @@ def test_a_corrupted_model_artifact_is_detected_and_not_served(service, released
         assert r.status_code == 500 and r.json()["error"]["code"] == "model_artifact_corrupt"
     finally:
         blob.write_bytes(original)
+
+
+def test_an_example_over_the_token_limit_fails_the_job_with_its_number(service, aoa_bytes):
+    rt = service.rt
+    short = rt.policy.model_copy(deep=True)
+    short.training.max_example_tokens = 60
+    f = service.a.files.create(file=("t.jsonl", aoa_bytes), purpose="fine-tune")
+    job = service.a.fine_tuning.jobs.create(model="tiny", training_file=f.id)
+    assert Worker(Runtime(short, rt.db, rt.store, rt.home), "w-short").run_once()
+    failed = service.a.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed" and failed.error.code == "invalid_training_file"
+    assert "example 1 has" in failed.error.message and "60-token limit" in failed.error.message

@@ -129,7 +129,8 @@ def _check_tokens(conversations: Sequence[Conversation], base_model: str, limit:
     tokenizer = load_tokenizer(resolve_model(base_model))
     too_long = []
     for i, conv in enumerate(conversations, start=1):
-        n = len(tokenizer.apply_chat_template([m.model_dump() for m in conv.messages], tokenize=True))
+        text = tokenizer.apply_chat_template([m.model_dump() for m in conv.messages], tokenize=False)
+        n = len(tokenizer(text, add_special_tokens=False).input_ids)
         if n > limit:
             too_long.append(f"example {i} has {n} tokens")
     if too_long:
