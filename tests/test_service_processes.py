@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -100,6 +101,8 @@ def test_a_killed_worker_and_a_restarted_server_lose_nothing(tmp_path, smollm2_t
         finished = [m for m in events if m.startswith("Training finished")]
         assert len(finished) == 1 and f"resumed from checkpoint-{steps_before[-1]}" in finished[0]
         assert sum(m.startswith("Model released") for m in events) == 1
+        with sqlite3.connect(tmp_path / "home" / "service.db") as db:  # the worker-side record
+            assert db.execute("SELECT attempts, runs FROM jobs WHERE id = ?", (job.id,)).fetchone() == (2, 1)
         steps = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data]
         assert len(steps) == len(set(steps)) and max(steps) == 100
         reply = client.chat.completions.create(
@@ -136,9 +139,14 @@ def test_end_to_end_on_smollm2_with_the_embedded_defaults(tmp_path, strategy):
         assert "Safety check" in events
         print(f"{strategy}: {done.status}; audit {audit.data}; {events['Safety check'].message}")
         assert done.status in ("succeeded", "held"), done.error
-        if done.status == "succeeded":
+        models = [m.id for m in client.models.list()]
+        if done.status == "held":  # SmolLM2-135M is not safety-aligned: the default gate holds it
+            assert done.error.code == "held_for_review" and done.fine_tuned_model is None
+        else:
+            assert done.fine_tuned_model in models
+        for model in filter(None, ["smollm2-135m", done.fine_tuned_model]):
             reply = client.chat.completions.create(
-                model=done.fine_tuned_model, max_tokens=20, messages=[{"role": "user", "content": "Name a fruit."}]
+                model=model, max_tokens=20, messages=[{"role": "user", "content": "Name a fruit."}]
             )
             assert reply.choices[0].message.content
     finally:
