@@ -135,7 +135,7 @@ def test_end_to_end_on_smollm2_with_the_embedded_defaults(tmp_path, strategy):
         done = _wait_job(client, job.id)
         events = {e.message.split(":")[0]: e for e in client.fine_tuning.jobs.list_events(job.id, limit=1000).data}
         audit = events["Audit"]
-        assert audit.data["risk_score"] >= (0.25 if strategy == "aoa" else 0.0)
+        assert (audit.data["risk_score"] >= 0.25) == (strategy == "aoa")
         assert "Safety check" in events
         print(f"{strategy}: {done.status}; audit {audit.data}; {events['Safety check'].message}")
         assert done.status in ("succeeded", "held"), done.error
