@@ -218,6 +218,15 @@ def test_a_gate_breach_holds_the_model(service, aoa_bytes):
     assert Worker(Runtime(strict, rt.db, rt.store, rt.home), "w-strict").run_once()
     held = service.a.fine_tuning.jobs.retrieve(job.id)
     assert held.status == "held" and held.fine_tuned_model is None and held.error.code == "held_for_review"
+    assert held.id not in [m.id for m in service.a.models.list()]
+
+    from mimicry.cli import main  # the provider reviews it and releases it
+
+    assert main(["service", "review", job.id, "--release", "--database-url", rt.db.url, "--home", str(rt.home)]) == 0
+    released = service.a.fine_tuning.jobs.retrieve(job.id)
+    assert released.status == "succeeded" and released.error is None
+    assert released.fine_tuned_model in [m.id for m in service.a.models.list()]
+    assert main(["service", "review", job.id, "--reject", "--database-url", rt.db.url, "--home", str(rt.home)]) == 2
 
 
 def test_rate_limit_is_429(tmp_path, service):

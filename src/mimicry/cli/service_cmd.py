@@ -41,7 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker.set_defaults(handler=worker_handler)
 
     service = sub.add_parser("service", help="administer the fine-tuning service")
-    _add_keys(service.add_subparsers(dest="service_command", metavar="ACTION", required=True))
+    actions = service.add_subparsers(dest="service_command", metavar="ACTION", required=True)
+    _add_keys(actions)
+    review = actions.add_parser("review", help="release or reject the model of a held job")
+    review.add_argument("job", help="the held job's id (ftjob-...)")
+    verdict = review.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--release", action="store_true", help="publish the model to its owner")
+    verdict.add_argument("--reject", action="store_true", help="fail the job; the model is not published")
+    _common(review)
+    review.set_defaults(handler=review_handler)
     _add_keys(sub)
 
 
@@ -83,4 +91,13 @@ def keys_create_handler(args: argparse.Namespace) -> int:
     out.print(f"organisation {args.org} ({org_id})", highlight=False)
     out.print(key, highlight=False, markup=False)
     out.print("store this key now: it is shown once and kept only as a hash", highlight=False)
+    return 0
+
+
+def review_handler(args: argparse.Namespace) -> int:
+    from mimicry.console import out
+    from mimicry.service.worker import review
+
+    result = review(_runtime(args), args.job, release=args.release)
+    out.print(f"released {result}" if args.release else f"rejected {result}", highlight=False, markup=False)
     return 0

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -179,29 +180,17 @@ class Worker:
             heartbeat.join()
 
     def _release(self, job: Job, outcome: Any) -> None:
-        rt = self.rt
-        artifact = rt.store.put_dir(outcome.model_dir)
-        model_id = f"ft:{job.model}:{job.org_id}:{job.suffix or ''}:{job.id.split('-')[-1][:8]}"
-        with rt.db.session.begin() as s:
-            res = s.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.lease_owner == self.id, Job.status == "running")
-                .values(
-                    status="succeeded",
-                    fine_tuned_model=model_id,
-                    trained_tokens=outcome.trained_tokens,
-                    finished_at=now(),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    runs=Job.runs + 1,
-                    gate_report=outcome.report,
-                )
-            )
-            if res.rowcount != 1:
-                return
-            s.add(TunedModel(id=model_id, org_id=job.org_id, job_id=job.id, base=job.model, artifact=artifact))
-        add_event(rt, job, f"Model released: {model_id}", data={"fine_tuned_model": model_id})
-        add_event(rt, job, "The job has successfully completed")
+        held_here = (Job.lease_owner == self.id) & (Job.status == "running")
+        values = {"lease_owner": None, "lease_expires_at": None, "runs": Job.runs + 1}
+        publish(
+            self.rt,
+            job,
+            outcome.model_dir,
+            held_here,
+            trained_tokens=outcome.trained_tokens,
+            gate_report=outcome.report,
+            **values,
+        )
 
     def run_once(self) -> bool:
         """Claim and run one job; False when none was waiting."""
@@ -219,3 +208,55 @@ class Worker:
                 if exit_when_idle:
                     return
                 stop.wait(self.rt.policy.worker.poll_seconds)
+
+
+def publish(rt: Runtime, job: Job, model_dir: Path, condition: Any, **values: Any) -> str | None:
+    """Store the tuned model and mark the job succeeded, if `condition` still holds on its row."""
+    artifact = rt.store.put_dir(model_dir)
+    model_id = f"ft:{job.model}:{job.org_id}:{job.suffix or ''}:{job.id.removeprefix('ftjob-')}"
+    with rt.db.session.begin() as s:
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job.id, condition)
+            .values(status="succeeded", fine_tuned_model=model_id, finished_at=now(), error=None, **values)
+        )
+        if res.rowcount != 1:
+            return None
+        s.add(TunedModel(id=model_id, org_id=job.org_id, job_id=job.id, base=job.model, artifact=artifact))
+    add_event(rt, job, f"Model released: {model_id}", data={"fine_tuned_model": model_id})
+    add_event(rt, job, "The job has successfully completed")
+    return model_id
+
+
+def review(rt: Runtime, job_id: str, release: bool) -> str:
+    """The provider's decision on a held job: release its model, or reject it (the job fails)."""
+    from mimicry.errors import MimicryError
+    from mimicry.training.sft import load_result
+
+    with rt.db.session() as s:
+        job = s.get(Job, job_id)
+    if job is None or job.status != "held":
+        raise MimicryError(f"{job_id} is not a held job" + (f" (it is {job.status})" if job else ""))
+    if not release:
+        with rt.db.session.begin() as s:
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "held")
+                .values(
+                    status="failed",
+                    error={
+                        "code": "rejected_in_review",
+                        "param": None,
+                        "message": "the provider rejected the model in review",
+                    },
+                )
+            )
+        add_event(rt, job, "The provider rejected the model in review", level="error")
+        return job_id
+    trained = load_result(rt.workspace(job_id) / "train")
+    if trained is None:
+        raise MimicryError(f"the trained model of {job_id} is no longer in {rt.workspace(job_id)}")
+    model_id = publish(rt, job, trained.model_path, Job.status == "held")
+    if model_id is None:
+        raise MimicryError(f"{job_id} changed state during the review; look again")
+    return model_id
