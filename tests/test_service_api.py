@@ -336,3 +336,20 @@ def test_an_example_over_the_token_limit_fails_the_job_with_its_number(service, 
     failed = service.a.fine_tuning.jobs.retrieve(job.id)
     assert failed.status == "failed" and failed.error.code == "invalid_training_file"
     assert "example 1 has" in failed.error.message and "60-token limit" in failed.error.message
+
+
+def test_a_training_file_damaged_in_storage_fails_the_job_clearly(service):
+    from mimicry.service.db import File as FileRow
+
+    rt = service.rt
+    data = jsonl(build_conversations("piqa", "benign", "train", limit=11, seed=5))
+    f = service.a.files.create(file=("d.jsonl", data), purpose="fine-tune")
+    job = service.a.fine_tuning.jobs.create(model="tiny", training_file=f.id)
+    with rt.db.session() as s:
+        blob = rt.store.path(s.get(FileRow, f.id).sha256)
+    blob.write_bytes(data[:-5] + b"XXXXX")
+    assert Worker(rt, "w-corrupt").run_once()
+    failed = service.a.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed" and failed.error.code == "file_corrupt"
+    with pytest.raises(openai.InternalServerError):
+        service.a.files.content(f.id)

@@ -26,6 +26,7 @@ from mimicry.console import info, warn
 from mimicry.service.db import Checkpoint, File, Job, JobEvent, TunedModel, new_id, now
 from mimicry.service.gate import JobContext, JobFailed, Stopped, run_guard
 from mimicry.service.runtime import Runtime
+from mimicry.service.storage import CorruptArtifact
 from mimicry.service.validation import check_fine_tune_file
 
 
@@ -138,9 +139,15 @@ class Worker:
         heartbeat = Heartbeat(rt, job.id, self.id)
         heartbeat.start()
         try:
+            if job.model not in rt.policy.base_models:
+                raise JobFailed("model_not_available", f"this worker's policy does not offer {job.model!r}")
             with rt.db.session() as s:
                 training = s.get(File, job.training_file)
-            check = check_fine_tune_file(rt.store.read(training.sha256), rt.policy.limits)
+            try:
+                data = rt.store.read(training.sha256)
+            except CorruptArtifact as err:
+                raise JobFailed("file_corrupt", f"the training file is damaged in storage ({err})") from None
+            check = check_fine_tune_file(data, rt.policy.limits)
             if not check.ok:
                 raise JobFailed("invalid_training_file", check.message())
             ctx = JobContext(
