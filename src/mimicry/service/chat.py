@@ -1,0 +1,103 @@
+"""Chat completions on a base model or a released tuned model, through the library's transformers backend.
+
+Loaded models are kept in a small LRU per server process; generation runs one request at a time
+per process (a CPU or one GPU is saturated by one). A tuned model's artifact is re-checked against
+its checksums from the store on every load, so a corrupted one is reported, never served.
+Streaming sends the completion as server-sent events in OpenAI's `chat.completion.chunk` shape;
+the backend generates whole completions, so the chunks follow the finished generation word by word.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from mimicry.records import Message
+from mimicry.service.db import new_id
+from mimicry.service.schemas import ChatRequest
+
+CACHE_SIZE = 2
+
+
+class ModelPool:
+    def __init__(self) -> None:
+        self._models: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.generate_lock = threading.Lock()
+
+    def get(self, key: str, load: Any) -> Any:
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        backend = load()
+        with self._lock:
+            self._models[key] = backend
+            while len(self._models) > CACHE_SIZE:
+                self._models.popitem(last=False)
+        return backend
+
+
+def generate(backend: Any, req: ChatRequest, pool: ModelPool) -> tuple[str, int, int]:
+    """(completion, prompt tokens, completion tokens)."""
+    from mimicry.generation.base import GenerationConfig
+    from mimicry.generation.transformers_backend import render_prompt
+
+    messages = [Message(role=m.role, content=m.content) for m in req.messages]
+    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    config = GenerationConfig(
+        max_new_tokens=req.max_completion_tokens or req.max_tokens or 128,
+        temperature=req.temperature or 0.0,
+        top_p=req.top_p or 1.0,
+        stop=stop,
+        batch_size=1,
+        seed=req.seed or 0,
+    )
+    with pool.generate_lock:
+        text = backend.generate([messages], config)[0]
+    tok = backend.tokenizer
+    prompt_tokens = len(tok(render_prompt(tok, messages), add_special_tokens=False).input_ids)
+    completion_tokens = len(tok(text, add_special_tokens=False).input_ids)
+    return text, prompt_tokens, completion_tokens
+
+
+def completion_object(model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "id": new_id("chatcmpl"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def stream_chunks(model: str, text: str) -> Iterator[str]:
+    cid, created = new_id("chatcmpl"), int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        body = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in re.findall(r"\s*\S+|\s+$", text):
+        yield chunk({"content": piece})
+    yield chunk({}, "stop")
+    yield "data: [DONE]\n\n"
