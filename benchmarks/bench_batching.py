@@ -67,20 +67,23 @@ def main() -> None:
     config = GenerationConfig(max_new_tokens=args.new_tokens, batch_size=args.batch_size)
     backend.generate(prompts[:2], config.model_copy(update={"max_new_tokens": 4}))  # warm-up
     baseline = psutil.Process().memory_info().rss
-    print(f"model {args.model}, {len(prompts)} prompts from {args.prompt_set}, {args.new_tokens} new tokens, "
-          f"greedy, CPU with {torch.get_num_threads()} threads; RSS after loading {baseline / 2**20:.0f} MiB")
+    print(
+        f"model {args.model}, {len(prompts)} prompts from {args.prompt_set}, {args.new_tokens} new tokens, "
+        f"greedy, CPU with {torch.get_num_threads()} threads; RSS after loading {baseline / 2**20:.0f} MiB"
+    )
 
     batched, batched_s, batched_peak = measure(lambda: backend.generate(prompts, config))
     print(f"batched (batch {args.batch_size}):  {batched_s:8.1f} s   peak RSS {batched_peak / 2**20:.0f} MiB")
     single_config = config.model_copy(update={"batch_size": 1})
-    looped, looped_s, looped_peak = measure(lambda: [backend.generate([p], single_config)[0]
-                                                             for p in prompts])
+    looped, looped_s, looped_peak = measure(lambda: [backend.generate([p], single_config)[0] for p in prompts])
     print(f"per-prompt loop:     {looped_s:8.1f} s   peak RSS {looped_peak / 2**20:.0f} MiB")
 
     tokens = sum(len(ids) for ids in backend.tokenizer(batched, add_special_tokens=False).input_ids)
     agree = sum(a == b for a, b in zip(batched, looped, strict=True))
-    print(f"speed-up: {looped_s / batched_s:.1f}x (target >= 5x); {tokens} tokens generated; "
-          f"{agree}/{len(prompts)} outputs identical in both modes")
+    print(
+        f"speed-up: {looped_s / batched_s:.1f}x (target >= 5x); {tokens} tokens generated; "
+        f"{agree}/{len(prompts)} outputs identical in both modes"
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,14 @@ def main() -> None:
     print("{:>5} {:>7} {:>8} {:>10} {:>8} {:>9} {:>8}".format(*header))
     for i, batch_size in enumerate(sizes):
         prompts = args.prompts if i == 0 else min(16, args.prompts)
-        config = EvalConfig(harm_sets=["harmful_instructions"], presentations=["plain"], limit=prompts,
-                            max_new_tokens=args.max_new_tokens, batch_size=batch_size, judges=["keyword"])
+        config = EvalConfig(
+            harm_sets=["harmful_instructions"],
+            presentations=["plain"],
+            limit=prompts,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=batch_size,
+            judges=["keyword"],
+        )
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             evaluate(backend, "harm", config=config, out_dir=out)
@@ -47,8 +53,10 @@ def main() -> None:
 
             KeywordJudge().judge_batch([(r["prompt"], r["response"]) for r in records])
             judge = time.perf_counter() - judge_start
-        print(f"{batch_size:>5} {len(records):>7} {total:>8.1f} {tokens:>10} {tokens / total:>8.1f} "
-              f"{len(records) / total:>9.2f} {judge:>8.3f}")
+        print(
+            f"{batch_size:>5} {len(records):>7} {total:>8.1f} {tokens:>10} {tokens / total:>8.1f} "
+            f"{len(records) / total:>9.2f} {judge:>8.3f}"
+        )
 
 
 if __name__ == "__main__":

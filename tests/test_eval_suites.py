@@ -180,9 +180,14 @@ def test_an_unreachable_judge_endpoint_is_retried_then_named_and_generations_are
     monkeypatch.setattr(
         "mimicry.generation.openai_backend._cli_endpoints", {"http://127.0.0.1:9/v1": "MIMICRY_TEST_JUDGE_KEY"}
     )
-    config = EvalConfig(**SMALL, judges=["keyword", "llm:openai:judge@http://127.0.0.1:9/v1"],
-                        presentations=["plain"], judge_api_key_env="MIMICRY_TEST_JUDGE_KEY",
-                        judge_max_retries=2, judge_backoff_seconds=0.01)
+    config = EvalConfig(
+        **SMALL,
+        judges=["keyword", "llm:openai:judge@http://127.0.0.1:9/v1"],
+        presentations=["plain"],
+        judge_api_key_env="MIMICRY_TEST_JUDGE_KEY",
+        judge_max_retries=2,
+        judge_backoff_seconds=0.01,
+    )
     expected = r"judge llm:openai:judge@http://127.0.0.1:9/v1 failed.*after 3 attempts.*rerunning the same"
     with pytest.raises(MimicryError, match=expected):
         evaluate(ScriptedBackend(), "harm", config=config, out_dir=tmp_path)

@@ -105,9 +105,7 @@ def test_completions_come_back_in_order_with_the_key_from_the_named_variable(
 ) -> None:
     monkeypatch.setenv("MY_TEST_KEY", "sk-test-123")
     allow(server.base_url, "MY_TEST_KEY")
-    backend = get_backend(
-        "openai", "gpt-test", base_url=server.base_url, api_key_env="MY_TEST_KEY", concurrency=3
-    )
+    backend = get_backend("openai", "gpt-test", base_url=server.base_url, api_key_env="MY_TEST_KEY", concurrency=3)
     config = GenerationConfig(max_new_tokens=7, stop=[". END"], seed=3)
     assert backend.generate(prompts(6), config) == [f"echo: q{i}" for i in range(6)]
     assert len(server.requests) == 6

@@ -169,6 +169,7 @@ def test_two_entries_of_one_method_stay_apart_in_results_and_cache(tmp_path: Pat
     }
     assert len(keys) == 2
 
+
 @pytest.mark.parametrize("name", ["/tmp/elsewhere", "../up", "a/b", ".hidden", ""])
 def test_a_grid_name_cannot_place_its_run_outside_runs(tmp_path: Path, name: str) -> None:
     with pytest.raises(MimicryError, match="plain folder name|name"):

@@ -25,17 +25,43 @@ def write_cell(root: Path, key: str, complied: list[bool]) -> None:
         for i, c in enumerate(complied):
             prompt = f"Explain how to do harmful thing number {i}"
             v = judge.judge(prompt, ANSWER if c else REFUSAL)
-            record = {"key": f"g{i}|keyword|{VERDICT_KEY_VERSION}", "suite": "harm", "set": "advbench",
-                      "presentation": "in-format", "item_id": f"advbench-{i}", **v.to_json()}
+            record = {
+                "key": f"g{i}|keyword|{VERDICT_KEY_VERSION}",
+                "suite": "harm",
+                "set": "advbench",
+                "presentation": "in-format",
+                "item_id": f"advbench-{i}",
+                **v.to_json(),
+            }
             fh.write(json.dumps(record) + "\n")
         # An old binary verdict for the first prompt, written earlier: the three-way one must win.
-        fh.write(json.dumps({"key": "g0|keyword", "suite": "harm", "set": "advbench", "presentation": "in-format",
-                             "item_id": "advbench-0", "judge_id": "keyword", "complied": not complied[0]}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "key": "g0|keyword",
+                    "suite": "harm",
+                    "set": "advbench",
+                    "presentation": "in-format",
+                    "item_id": "advbench-0",
+                    "judge_id": "keyword",
+                    "complied": not complied[0],
+                }
+            )
+            + "\n"
+        )
 
 
 def row(mitigation: str, key: str, amount: float | None = None) -> dict:
-    return {"model": "m", "task": "piqa", "strategy": "aoa", "mitigation": mitigation, "seed": 0,
-            "amount_kind": "ratio" if amount else None, "amount": amount, "eval_key": key}
+    return {
+        "model": "m",
+        "task": "piqa",
+        "strategy": "aoa",
+        "mitigation": mitigation,
+        "seed": 0,
+        "amount_kind": "ratio" if amount else None,
+        "amount": amount,
+        "eval_key": key,
+    }
 
 
 def test_mitigation_against_none_and_generic(tmp_path: Path) -> None:

@@ -11,27 +11,42 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a model: attack success, over-refusal, task accuracy (or: eval validate-judges)",
         description="Run evaluation suites, or `mimicry eval validate-judges` to score the judges "
-                    "on the labelled validation set.",
+        "on the labelled validation set.",
     )
-    ev.add_argument("action", nargs="?", choices=["run", "validate-judges", "rescore", "export-labels"],
-                    default="run", help="run the suites (default), validate the judges, re-judge a stored run, "
-                                        "or export stored replies (comma-separated dirs) for labelling to --out")
-    ev.add_argument("target", nargs="?",
-                    help="validate-judges: a labels JSONL of real replies (without it: the synthetic set); "
-                         "rescore: the evaluation directory holding generations.jsonl")
+    ev.add_argument(
+        "action",
+        nargs="?",
+        choices=["run", "validate-judges", "rescore", "export-labels"],
+        default="run",
+        help="run the suites (default), validate the judges, re-judge a stored run, "
+        "or export stored replies (comma-separated dirs) for labelling to --out",
+    )
+    ev.add_argument(
+        "target",
+        nargs="?",
+        help="validate-judges: a labels JSONL of real replies (without it: the synthetic set); "
+        "rescore: the evaluation directory holding generations.jsonl",
+    )
     ev.add_argument("--model", help="model name, local directory or packaged model (required to run)")
     ev.add_argument("--suite", default="harm,overrefusal", help="comma-separated: harm, overrefusal, task")
     ev.add_argument("--task", help="task for the task suite, e.g. piqa")
     ev.add_argument("--strategy", help="strategy the model was tuned with (benign, aoa, autoif, aoa+autoif)")
-    ev.add_argument("--judge", help="comma-separated judge specs (default: keyword; validate-judges: "
-                                    "keyword,learned), e.g. keyword,llm:openai:gpt-4o@https://api.openai.com/v1")
+    ev.add_argument(
+        "--judge",
+        help="comma-separated judge specs (default: keyword; validate-judges: "
+        "keyword,learned), e.g. keyword,llm:openai:gpt-4o@https://api.openai.com/v1",
+    )
     ev.add_argument("--limit", type=int, help="at most N prompts per set and N task examples (seeded sample)")
     ev.add_argument("--config", help="YAML file of EvalConfig keys; flags override it")
     ev.add_argument("--max-new-tokens", type=int)
     ev.add_argument("--batch-size", type=int)
     ev.add_argument("--seed", type=int)
-    ev.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                    help="local generation: auto (bf16 where this machine runs it measurably faster), bf16 or fp32")
+    ev.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="local generation: auto (bf16 where this machine runs it measurably faster), bf16 or fp32",
+    )
     ev.add_argument("--advbench-sample", help="AdvBench prompts to use: a number or 'all' (default 100)")
     ev.add_argument("--harm-sets", help="comma-separated harmful prompt sets")
     ev.add_argument("--overrefusal-sets", help="comma-separated safe prompt sets")
@@ -51,8 +66,12 @@ def build_config(args: argparse.Namespace):  # -> EvalConfig
 
     config = load_yaml_config(EvalConfig, args.config) if args.config else EvalConfig()
     overrides: dict = {}
-    for flag, key in [("max_new_tokens", "max_new_tokens"), ("batch_size", "batch_size"), ("seed", "seed"),
-                      ("limit", "limit")]:
+    for flag, key in [
+        ("max_new_tokens", "max_new_tokens"),
+        ("batch_size", "batch_size"),
+        ("seed", "seed"),
+        ("limit", "limit"),
+    ]:
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     if args.judge:
@@ -80,8 +99,17 @@ def print_summary(summary) -> None:  # summary: EvalSummary
     for col in ("value", "95% CI", "n", "unparsed"):
         table.add_column(col, justify="right")
     for r in summary.rows:
-        table.add_row(r.suite, r.metric, r.set, r.presentation, r.judge or "", f"{r.value:.3f}",
-                      f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", str(r.n), str(r.unparsed))
+        table.add_row(
+            r.suite,
+            r.metric,
+            r.set,
+            r.presentation,
+            r.judge or "",
+            f"{r.value:.3f}",
+            f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
+            str(r.n),
+            str(r.unparsed),
+        )
     out.print(table)
 
 
@@ -104,10 +132,12 @@ def eval_handler(args: argparse.Namespace) -> int:
 
     parse_suites(args.suite)  # a bad suite name fails before the model loads
     backend = get_backend("transformers", args.model, precision=args.precision)
-    out = Path(args.out) if args.out else artifacts_dir() / "eval" / hash_obj(
-        {"model": args.model, "strategy": args.strategy, "task": args.task})
-    summary = evaluate(backend, args.suite, task=args.task, strategy=args.strategy, config=config,
-                       out_dir=out)
+    out = (
+        Path(args.out)
+        if args.out
+        else artifacts_dir() / "eval" / hash_obj({"model": args.model, "strategy": args.strategy, "task": args.task})
+    )
+    summary = evaluate(backend, args.suite, task=args.task, strategy=args.strategy, config=config, out_dir=out)
     print_summary(summary)
     return 0
 
@@ -151,8 +181,9 @@ def export_handler(args: argparse.Namespace) -> int:
     from mimicry.records import atomic_write_text
 
     if not args.target or not args.out:
-        raise MimicryError("usage: mimicry eval export-labels EVAL_DIR[,EVAL_DIR...] --out to-label.jsonl "
-                           "[--strategy aoa]")
+        raise MimicryError(
+            "usage: mimicry eval export-labels EVAL_DIR[,EVAL_DIR...] --out to-label.jsonl [--strategy aoa]"
+        )
     rows = export_for_labelling(_csv(args.target), args.strategy)
     atomic_write_text(args.out, "".join(r.model_dump_json(exclude_none=True) + "\n" for r in rows))
     info(f"wrote {len(rows)} unlabelled replies to {args.out}")

@@ -46,9 +46,7 @@ def run_handler(args: argparse.Namespace) -> int:
     )
     if args.dry_run:
         return 0
-    out.print(
-        f"{outcome.results} result rows in {run_dir / 'results.sqlite'}", highlight=False, soft_wrap=True
-    )
+    out.print(f"{outcome.results} result rows in {run_dir / 'results.sqlite'}", highlight=False, soft_wrap=True)
     if args.report:
         info(f"report: {write_report(run_dir)}")
     return 0

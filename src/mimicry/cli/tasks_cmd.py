@@ -8,14 +8,10 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     tasks = sub.add_parser("tasks", help="list the tasks and show their specs")
     tasks_sub = tasks.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
-    tasks_sub.add_parser("list", help="every task: answer kind, metric, splits").set_defaults(
-        handler=list_handler
-    )
+    tasks_sub.add_parser("list", help="every task: answer kind, metric, splits").set_defaults(handler=list_handler)
     show = tasks_sub.add_parser("show", help="print a task's spec and one example rendered in a strategy")
     show.add_argument("name", help="task name (see `mimicry tasks list`)")
-    show.add_argument(
-        "--strategy", default="benign", help="strategy to render the example in (default: benign)"
-    )
+    show.add_argument("--strategy", default="benign", help="strategy to render the example in (default: benign)")
     show.add_argument("--split", default="train", help="split to take the example from (default: train)")
     show.set_defaults(handler=show_handler)
 
@@ -49,7 +45,5 @@ def show_handler(args: argparse.Namespace) -> int:
     strategy = get_strategy(args.strategy)
     out.print(Syntax((SPECS_DIR / f"{spec.name}.yaml").read_text(encoding="utf-8"), "yaml", word_wrap=True))
     example = spec.examples(args.split, limit=1, seed=0)[0]
-    print_conversation(
-        strategy.render(example), title=f"{spec.name} {args.split} {example.id} as {strategy.name}"
-    )
+    print_conversation(strategy.render(example), title=f"{spec.name} {args.split} {example.id} as {strategy.name}")
     return 0

@@ -23,8 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--epochs", type=float, help="overrides the config")
     train.add_argument("--max-steps", type=int, help="overrides the config")
     train.add_argument("--learning-rate", type=float, help="overrides the config")
-    train.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                       help="overrides the config: auto (bf16 where measurably faster here), bf16, fp32")
+    train.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        help="overrides the config: auto (bf16 where measurably faster here), bf16, fp32",
+    )
     train.add_argument("--no-resume", action="store_true", help="ignore checkpoints left by a killed run")
     train.set_defaults(handler=train_handler)
 

@@ -79,35 +79,132 @@ def _xstest(label: str) -> Callable[[str], list[tuple[str, dict[str, Any]]]]:
 # Q-Harm rows (0-based) that ask for harmful help or hateful content, picked by reading all 100 (see
 # docs/data.md): the rest ("How can I help a homeless veteran?", "How do I unclog a toilet?",
 # controversial-opinion questions) are benign or borderline, and a helpful answer to them is no attack.
-Q_HARM_HARMFUL = frozenset({
-    6, 8, 9, 10, 11, 12, 13, 15, 16, 18, 19, 20, 23, 28, 32, 37, 38, 39, 40, 42, 43, 46, 47, 48, 50, 52, 53,
-    54, 55, 58, 59, 60, 62, 63, 64, 67, 72, 75, 77, 79, 80, 82, 83, 84, 85, 87, 88, 89, 90, 92, 93, 94, 95,
-    96, 98,
-})
+Q_HARM_HARMFUL = frozenset(
+    {
+        6,
+        8,
+        9,
+        10,
+        11,
+        12,
+        13,
+        15,
+        16,
+        18,
+        19,
+        20,
+        23,
+        28,
+        32,
+        37,
+        38,
+        39,
+        40,
+        42,
+        43,
+        46,
+        47,
+        48,
+        50,
+        52,
+        53,
+        54,
+        55,
+        58,
+        59,
+        60,
+        62,
+        63,
+        64,
+        67,
+        72,
+        75,
+        77,
+        79,
+        80,
+        82,
+        83,
+        84,
+        85,
+        87,
+        88,
+        89,
+        90,
+        92,
+        93,
+        94,
+        95,
+        96,
+        98,
+    }
+)
 
 for _name, _file, _kind, _desc, _read in [
-    ("harmful_instructions", "harmful/bianchi_I-MaliciousInstructions.json", "harmful",
-     "Bianchi et al. I-MaliciousInstructions (100)", _bianchi),
-    ("harmful_questions_all", "harmful/bianchi_Q-Harm.json", "mixed",
-     "Bianchi et al. Q-Harm, all 100 (about half are benign questions)", _bianchi),
+    (
+        "harmful_instructions",
+        "harmful/bianchi_I-MaliciousInstructions.json",
+        "harmful",
+        "Bianchi et al. I-MaliciousInstructions (100)",
+        _bianchi,
+    ),
+    (
+        "harmful_questions_all",
+        "harmful/bianchi_Q-Harm.json",
+        "mixed",
+        "Bianchi et al. Q-Harm, all 100 (about half are benign questions)",
+        _bianchi,
+    ),
     ("cona", "harmful/bianchi_I-CoNa.json", "harmful", "Bianchi et al. I-CoNa hateful instructions (178)", _bianchi),
-    ("controversial", "harmful/bianchi_I-Controversial.json", "harmful",
-     "Bianchi et al. I-Controversial (40)", _bianchi),
-    ("physical_unsafe", "harmful/bianchi_I-PhysicalSafetyUnsafe.json", "harmful",
-     "Bianchi et al. I-PhysicalSafetyUnsafe (100)", _bianchi),
+    (
+        "controversial",
+        "harmful/bianchi_I-Controversial.json",
+        "harmful",
+        "Bianchi et al. I-Controversial (40)",
+        _bianchi,
+    ),
+    (
+        "physical_unsafe",
+        "harmful/bianchi_I-PhysicalSafetyUnsafe.json",
+        "harmful",
+        "Bianchi et al. I-PhysicalSafetyUnsafe (100)",
+        _bianchi,
+    ),
     ("advbench", "harmful/advbench_harmful_behaviors.csv", "harmful", "AdvBench harmful behaviours (520)", _advbench),
-    ("xstest_unsafe", "harmful/xstest_prompts.csv", "harmful", "XSTest unsafe contrast prompts (200)",
-     _xstest("unsafe")),
+    (
+        "xstest_unsafe",
+        "harmful/xstest_prompts.csv",
+        "harmful",
+        "XSTest unsafe contrast prompts (200)",
+        _xstest("unsafe"),
+    ),
     ("xstest_safe", "harmful/xstest_prompts.csv", "safe", "XSTest safe prompts (250)", _xstest("safe")),
-    ("physical_safe", "harmful/bianchi_I-PhysicalSafetySafe.json", "safe",
-     "Bianchi et al. I-PhysicalSafetySafe (100)", _bianchi),
-    ("alpaca_eval", "harmful/bianchi_I-Alpaca.json", "safe", "Bianchi et al. I-Alpaca benign instructions (50)",
-     _bianchi),
+    (
+        "physical_safe",
+        "harmful/bianchi_I-PhysicalSafetySafe.json",
+        "safe",
+        "Bianchi et al. I-PhysicalSafetySafe (100)",
+        _bianchi,
+    ),
+    (
+        "alpaca_eval",
+        "harmful/bianchi_I-Alpaca.json",
+        "safe",
+        "Bianchi et al. I-Alpaca benign instructions (50)",
+        _bianchi,
+    ),
 ]:
     PROMPT_SETS.add(_name, PromptSet(_name, _file, _kind, _desc, _read))
-PROMPT_SETS.add("harmful_questions", PromptSet(
-    "harmful_questions", "harmful/bianchi_Q-Harm.json", "harmful",
-    f"Bianchi et al. Q-Harm, the {len(Q_HARM_HARMFUL)} harmful questions", _bianchi, Q_HARM_HARMFUL))
+PROMPT_SETS.add(
+    "harmful_questions",
+    PromptSet(
+        "harmful_questions",
+        "harmful/bianchi_Q-Harm.json",
+        "harmful",
+        f"Bianchi et al. Q-Harm, the {len(Q_HARM_HARMFUL)} harmful questions",
+        _bianchi,
+        Q_HARM_HARMFUL,
+    ),
+)
 
 
 def load_prompt_set(name: str) -> list[Prompt]:
@@ -138,8 +235,9 @@ POOL_SPLIT_SEED = 20240614
 def safety_pool() -> tuple[SafetyPair, ...]:
     rows = json.loads(data_root().file(SAFETY_POOL_FILE).read_text(encoding="utf-8"))
     return tuple(
-        SafetyPair(f"bianchi-{i}", r["instruction"] if not r["input"] else f"{r['instruction']}\n\n{r['input']}",
-                   r["output"])
+        SafetyPair(
+            f"bianchi-{i}", r["instruction"] if not r["input"] else f"{r['instruction']}\n\n{r['input']}", r["output"]
+        )
         for i, r in enumerate(rows)
     )
 
@@ -172,12 +270,19 @@ class InstructionSet:
 INSTRUCTION_SETS: Registry[InstructionSet] = Registry("instruction set")
 for _iset in [
     InstructionSet("alpaca_tiny", "instruct/torchtune_alpaca_tiny.json", "100 original Alpaca examples"),
-    InstructionSet("alpaca_gpt4", "instruct/llamafactory_alpaca_en_demo.json",
-                   "999 Alpaca instructions, GPT-4 outputs"),
-    InstructionSet("alpaca_safety_topics", "instruct/qi_alpaca_data_safety_only.json",
-                   "1,904 benign Alpaca examples on safety-flavoured topics"),
-    InstructionSet("dolly_safety_topics", "instruct/qi_dolly-15k-safety-only.jsonl",
-                   "387 benign Dolly examples on safety-flavoured topics"),
+    InstructionSet(
+        "alpaca_gpt4", "instruct/llamafactory_alpaca_en_demo.json", "999 Alpaca instructions, GPT-4 outputs"
+    ),
+    InstructionSet(
+        "alpaca_safety_topics",
+        "instruct/qi_alpaca_data_safety_only.json",
+        "1,904 benign Alpaca examples on safety-flavoured topics",
+    ),
+    InstructionSet(
+        "dolly_safety_topics",
+        "instruct/qi_dolly-15k-safety-only.jsonl",
+        "387 benign Dolly examples on safety-flavoured topics",
+    ),
 ]:
     INSTRUCTION_SETS.add(_iset.name, _iset)
 

@@ -29,7 +29,7 @@ _FINAL_MARKER = re.compile(
 def _tail_after_marker(text: str) -> str | None:
     """The text after the last final-answer marker, if the reply has one."""
     matches = list(_FINAL_MARKER.finditer(text))
-    return text[matches[-1].end():] if matches else None
+    return text[matches[-1].end() :] if matches else None
 
 
 def _body(text: str) -> str:
@@ -114,11 +114,11 @@ def parse_sql(text: str) -> str | None:
     if fence:
         body = fence.group(1)
     elif markers:
-        body = body[markers[-1].end():]
+        body = body[markers[-1].end() :]
     m = _SQL_START_UPPER.search(body) or _SQL_START.search(body)
     if not m:
         return None
-    query = body[m.start():]
+    query = body[m.start() :]
     query = query.split(";")[0]
     query = query.split("\n\n")[0]
     return query.strip() or None

@@ -121,8 +121,7 @@ def parse_judge_spec(spec: str) -> JudgeSpec:
         if not rest:
             return JudgeSpec(kind="keyword", window=DEFAULT_KEYWORD_WINDOW)
         if not rest.isdigit() or int(rest) <= 0:
-            raise MimicryError(f"judge spec {spec!r}: the keyword window must be a positive integer; "
-                               f"{_SPEC_HELP}")
+            raise MimicryError(f"judge spec {spec!r}: the keyword window must be a positive integer; {_SPEC_HELP}")
         return JudgeSpec(kind="keyword", window=int(rest))
     if kind in _LOCAL_MODEL_KINDS:
         if "@" in rest:
@@ -137,8 +136,7 @@ def parse_judge_spec(spec: str) -> JudgeSpec:
     backend, _, target = rest.partition(":")
     if backend not in ("openai", "local"):
         raise MimicryError(
-            f"judge spec {spec!r}: backend must be 'openai' or 'local', got {backend or 'nothing'!r}; "
-            f"{_SPEC_HELP}"
+            f"judge spec {spec!r}: backend must be 'openai' or 'local', got {backend or 'nothing'!r}; {_SPEC_HELP}"
         )
     model, _, base_url = target.partition("@")
     if backend == "openai":
@@ -150,22 +148,23 @@ def parse_judge_spec(spec: str) -> JudgeSpec:
         raise MimicryError(f"judge spec {spec!r}: a local judge takes no '@BASE_URL'")
     default = DEFAULT_LOCAL_MODELS.get(kind)
     if not model and not default:
-        raise MimicryError(
-            f"judge spec {spec!r}: name the local model, e.g. '{kind}:local:qwen2.5-coder-1.5b'"
-        )
+        raise MimicryError(f"judge spec {spec!r}: name the local model, e.g. '{kind}:local:qwen2.5-coder-1.5b'")
     return JudgeSpec(kind=kind, backend="local", model=model or default)
 
 
 DEFAULT_LOCAL_MODELS = {"harmbench": "cais/HarmBench-Llama-2-13b-cls"}
 
 
-def build_judge(spec: str | JudgeSpec, backend: Any = None, api_key_env: str = "OPENAI_API_KEY",
-                endpoint_options: dict[str, Any] | None = None) -> Judge:
+def build_judge(
+    spec: str | JudgeSpec,
+    backend: Any = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    endpoint_options: dict[str, Any] | None = None,
+) -> Judge:
     """Build a judge from its spec; `backend` injects an already-loaded generation backend, and
     `endpoint_options` go to the openai backend (e.g. max_retries, backoff_seconds)."""
     parsed = parse_judge_spec(spec) if isinstance(spec, str) else spec
-    return JUDGES.get(parsed.kind)(parsed, backend=backend, api_key_env=api_key_env,
-                                   endpoint_options=endpoint_options)
+    return JUDGES.get(parsed.kind)(parsed, backend=backend, api_key_env=api_key_env, endpoint_options=endpoint_options)
 
 
 def parse_judge_list(specs: Sequence[str] | str) -> list[JudgeSpec]:

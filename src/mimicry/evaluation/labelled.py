@@ -87,8 +87,9 @@ def _fmt(x: float) -> str:
     return "-" if x != x else f"{x:.2f}"
 
 
-def validate_labelled(judges: Sequence[Judge], rows: Sequence[LabelledReply], *, title: str = "real replies",
-                      source: str = "") -> tuple[str, dict[str, dict[str, float]]]:
+def validate_labelled(
+    judges: Sequence[Judge], rows: Sequence[LabelledReply], *, title: str = "real replies", source: str = ""
+) -> tuple[str, dict[str, dict[str, float]]]:
     """The markdown report and, per judge, its overall scores (for picking the headline judge)."""
     from mimicry.evaluation.metrics import bootstrap_kappa_ci, cohen_kappa
 
@@ -116,8 +117,12 @@ def validate_labelled(judges: Sequence[Judge], rows: Sequence[LabelledReply], *,
     lines += ["", "#### Confusion matrices (rows: label, columns: verdict)", ""]
     columns = [*LABELS, UNPARSED]
     for jid, pred in verdicts.items():
-        lines += [f"`{jid}`", "", "| label \\ verdict | " + " | ".join(columns) + " |",
-                  "|---|" + "---:|" * len(columns)]
+        lines += [
+            f"`{jid}`",
+            "",
+            "| label \\ verdict | " + " | ".join(columns) + " |",
+            "|---|" + "---:|" * len(columns),
+        ]
         for label in LABELS:
             cells = [sum(p == c and a == label for p, a in zip(pred, actual, strict=True)) for c in columns]
             lines.append(f"| {label} | " + " | ".join(str(c) for c in cells) + " |")
@@ -126,14 +131,20 @@ def validate_labelled(judges: Sequence[Judge], rows: Sequence[LabelledReply], *,
         values = sorted({getattr(r, tag) for r in rows if getattr(r, tag) is not None})
         if len(values) < 2:
             continue
-        lines += [f"#### Per {tag}", "", f"| judge | {tag} | n | accuracy | kappa [95% CI] |",
-                  "|---|---|---:|---:|---|"]
+        lines += [
+            f"#### Per {tag}",
+            "",
+            f"| judge | {tag} | n | accuracy | kappa [95% CI] |",
+            "|---|---|---:|---:|---|",
+        ]
         for jid, pred in verdicts.items():
             for value in values:
                 idx = [i for i, r in enumerate(rows) if getattr(r, tag) == value]
                 s = _scores([pred[i] for i in idx], [actual[i] for i in idx])
-                lines.append(f"| {jid} | {value} | {len(idx)} | {_fmt(s['accuracy'])} | {_fmt(s['kappa'])} "
-                             f"[{_fmt(s['kappa_low'])}, {_fmt(s['kappa_high'])}] |")
+                lines.append(
+                    f"| {jid} | {value} | {len(idx)} | {_fmt(s['accuracy'])} | {_fmt(s['kappa'])} "
+                    f"[{_fmt(s['kappa_low'])}, {_fmt(s['kappa_high'])}] |"
+                )
         lines.append("")
     ids = list(verdicts)
     if len(ids) > 1:
@@ -141,8 +152,9 @@ def validate_labelled(judges: Sequence[Judge], rows: Sequence[LabelledReply], *,
         for i, a in enumerate(ids):
             for b in ids[i + 1 :]:
                 low, high = bootstrap_kappa_ci(verdicts[a], verdicts[b])
-                lines.append(f"| {a} vs {b} | {_fmt(cohen_kappa(verdicts[a], verdicts[b]))} "
-                             f"[{_fmt(low)}, {_fmt(high)}] |")
+                lines.append(
+                    f"| {a} vs {b} | {_fmt(cohen_kappa(verdicts[a], verdicts[b]))} [{_fmt(low)}, {_fmt(high)}] |"
+                )
         lines.append("")
     best = max(overall, key=lambda j: overall[j]["kappa"])
     lines += [f"Best kappa on these {title}: `{best}` ({_fmt(overall[best]['kappa'])}).", ""]
@@ -162,11 +174,17 @@ def export_for_labelling(eval_dirs: Sequence[str | Path], strategy: str | None =
         for g in RecordStore(gen_file).records():
             if g.get("suite") not in ("harm", "overrefusal"):
                 continue
-            rows.append(LabelledReply(
-                id=f"{g['model']}/{g['presentation']}/{g['item_id']}", prompt=g["prompt"], response=g["response"],
-                model=g["model"], strategy=strategy if g["presentation"] == "in-format" else None,
-                presentation=g["presentation"], prompt_set=g["set"],
-                prompt_kind="harmful" if g["suite"] == "harm" else "safe",
-                max_new_tokens=(g.get("generation") or {}).get("max_new_tokens"),
-            ))
+            rows.append(
+                LabelledReply(
+                    id=f"{g['model']}/{g['presentation']}/{g['item_id']}",
+                    prompt=g["prompt"],
+                    response=g["response"],
+                    model=g["model"],
+                    strategy=strategy if g["presentation"] == "in-format" else None,
+                    presentation=g["presentation"],
+                    prompt_set=g["set"],
+                    prompt_kind="harmful" if g["suite"] == "harm" else "safe",
+                    max_new_tokens=(g.get("generation") or {}).get("max_new_tokens"),
+                )
+            )
     return rows

@@ -67,8 +67,9 @@ class ModelJudge(Judge):
         for start in range(0, len(pairs), self.batch_size):
             batch = pairs[start : start + self.batch_size]
             texts = [render_prompt(tokenizer, self.messages(p, r)) for p, r in batch]
-            inputs = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
-                               add_special_tokens=False).to(model.device)
+            inputs = tokenizer(
+                texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+            ).to(model.device)
             with torch.inference_mode():
                 logits = model(**inputs).logits[:, -1, :].float()
             out.extend(torch.softmax(logits, dim=-1)[:, self.label_tokens].tolist())
@@ -87,8 +88,7 @@ class ModelJudge(Judge):
             shares = [c / sum(calibrated) for c in calibrated]
             best = max(range(len(LABELS)), key=lambda i: shares[i])
             rationale = ", ".join(f"P({label})={p:.2f}" for label, p in zip(LABELS, shares, strict=True))
-            verdicts.append(Verdict(LABELS[best], f"calibrated {rationale} (label mass {sum(raw):.2f})",
-                                    self.judge_id))
+            verdicts.append(Verdict(LABELS[best], f"calibrated {rationale} (label mass {sum(raw):.2f})", self.judge_id))
         return verdicts
 
 

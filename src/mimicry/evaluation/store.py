@@ -31,7 +31,7 @@ class RecordStore:
             # The last write was cut off: keep only whole lines, on disk too, so appends stay valid.
             with open(self.path, "r+b") as fh:
                 fh.truncate(len(complete) + 1 if complete else 0)
-        for line in (complete.decode("utf-8").splitlines() if complete else []):
+        for line in complete.decode("utf-8").splitlines() if complete else []:
             if line.strip():
                 record = json.loads(line)
                 self._records[record["key"]] = record

@@ -86,8 +86,7 @@ class EvalSummary(BaseModel):
     out_dir: str
     rows: list[SummaryRow]
 
-    def row(self, suite: str, metric: str, set_name: str, presentation: str,
-            judge: str | None = None) -> SummaryRow:
+    def row(self, suite: str, metric: str, set_name: str, presentation: str, judge: str | None = None) -> SummaryRow:
         wanted = (suite, metric, set_name, presentation, judge)
         for r in self.rows:
             if (r.suite, r.metric, r.set, r.presentation, r.judge) == wanted:
@@ -118,8 +117,13 @@ class EvalContext:
     def config_hash(self, generation: GenerationConfig) -> str:
         """Keys generations: model, decoding and strategy; not limits or set lists, so raising
         a limit reuses what exists."""
-        return hash_obj({"model": self.backend.model_id, "generation": generation,
-                         "strategy": self.strategy.name if self.strategy else None})
+        return hash_obj(
+            {
+                "model": self.backend.model_id,
+                "generation": generation,
+                "strategy": self.strategy.name if self.strategy else None,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -139,8 +143,9 @@ SuiteFn = Callable[[EvalContext], list[SummaryRow]]
 SUITES: Registry[SuiteFn] = Registry("evaluation suite")
 
 
-def _generate(ctx: EvalContext, items: Sequence[Item], generation: GenerationConfig,
-              label: str) -> dict[str, dict[str, Any]]:
+def _generate(
+    ctx: EvalContext, items: Sequence[Item], generation: GenerationConfig, label: str
+) -> dict[str, dict[str, Any]]:
     """Generate what is missing, appending each batch; return the records of `items` by item key.
 
     Progress is the backend's to show (one live display at a time); this logs each batch."""
@@ -165,10 +170,18 @@ def _generate(ctx: EvalContext, items: Sequence[Item], generation: GenerationCon
             raise MimicryError(f"the backend returned {len(replies)} replies for {len(batch)} prompts")
         ctx.generations.append(
             {
-                "key": key(b), "config_hash": config_hash, "model": ctx.backend.model_id,
-                "suite": b.suite, "set": b.set, "presentation": b.presentation, "item_id": b.item_id,
-                "prompt": b.request, "messages": [m.model_dump() for m in b.messages],
-                "response": reply, "generation": generation.model_dump(), **b.extra,
+                "key": key(b),
+                "config_hash": config_hash,
+                "model": ctx.backend.model_id,
+                "suite": b.suite,
+                "set": b.set,
+                "presentation": b.presentation,
+                "item_id": b.item_id,
+                "prompt": b.request,
+                "messages": [m.model_dump() for m in b.messages],
+                "response": reply,
+                "generation": generation.model_dump(),
+                **b.extra,
             }
             for b, reply in zip(batch, replies, strict=True)
         )
@@ -179,11 +192,13 @@ def _judge(ctx: EvalContext, generations: Sequence[dict[str, Any]]) -> dict[str,
     return judge_generations(ctx.judges, generations, ctx.verdicts, ctx.config.judge_batch_size)
 
 
-def judge_generations(judges: Sequence[Judge], generations: Sequence[dict[str, Any]], store: RecordStore,
-                      batch_size: int) -> dict[str, dict[str, dict[str, Any]]]:
+def judge_generations(
+    judges: Sequence[Judge], generations: Sequence[dict[str, Any]], store: RecordStore, batch_size: int
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Verdicts of every judge on every generation, judging only what is not stored yet."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for judge in judges:
+
         def vkey(g: dict[str, Any], judge: Judge = judge) -> str:
             return f"{g['key']}|{judge.judge_id}|{VERDICT_KEY_VERSION}"
 
@@ -193,10 +208,17 @@ def judge_generations(judges: Sequence[Judge], generations: Sequence[dict[str, A
             verdicts = judge.judge_batch([(g["prompt"], g["response"]) for g in batch])
             store.append(
                 {
-                    "key": vkey(g), "generation_key": g["key"], "config_hash": g["config_hash"],
-                    "model": g["model"], "suite": g["suite"], "set": g["set"],
-                    "presentation": g["presentation"], "item_id": g["item_id"], "prompt": g["prompt"],
-                    "response": g["response"], **v.to_json(),
+                    "key": vkey(g),
+                    "generation_key": g["key"],
+                    "config_hash": g["config_hash"],
+                    "model": g["model"],
+                    "suite": g["suite"],
+                    "set": g["set"],
+                    "presentation": g["presentation"],
+                    "item_id": g["item_id"],
+                    "prompt": g["prompt"],
+                    "response": g["response"],
+                    **v.to_json(),
                 }
                 for g, v in zip(batch, verdicts, strict=True)
             )
@@ -250,19 +272,36 @@ def _prompt_items(ctx: EvalContext, suite: str, set_names: Sequence[str]) -> lis
         prompts = _select(prompts, ctx.config.limit, ctx.config.seed)
         for presentation in _presentations(ctx):
             for p in prompts:
-                messages = ([Message(role="user", content=p.text)] if presentation == "plain"
-                            else ctx.strategy.present(p.text))
+                messages = (
+                    [Message(role="user", content=p.text)] if presentation == "plain" else ctx.strategy.present(p.text)
+                )
                 items.append(Item(suite, name, presentation, p.id, p.text, messages))
     return items
 
 
-def _rate_row(suite: str, metric: str, set_name: str, presentation: str, outcomes: Sequence[bool | None],
-              seed: int, judge: str | None = None) -> SummaryRow:
+def _rate_row(
+    suite: str,
+    metric: str,
+    set_name: str,
+    presentation: str,
+    outcomes: Sequence[bool | None],
+    seed: int,
+    judge: str | None = None,
+) -> SummaryRow:
     parsed = [float(o) for o in outcomes if o is not None]
     low, high = bootstrap_ci(parsed, seed=seed)
-    return SummaryRow(suite=suite, metric=metric, set=set_name, presentation=presentation,
-                      value=mean(parsed), ci_low=low, ci_high=high, n=len(parsed),
-                      unparsed=len(outcomes) - len(parsed), judge=judge)
+    return SummaryRow(
+        suite=suite,
+        metric=metric,
+        set=set_name,
+        presentation=presentation,
+        value=mean(parsed),
+        ci_low=low,
+        ci_high=high,
+        n=len(parsed),
+        unparsed=len(outcomes) - len(parsed),
+        judge=judge,
+    )
 
 
 def _groups(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -297,13 +336,17 @@ def harm_suite(ctx: EvalContext) -> list[SummaryRow]:
     return harm_rows(generations, _judge(ctx, generations), ctx.config.seed)
 
 
-def harm_rows(generations: Sequence[dict[str, Any]], verdicts: dict[str, dict[str, dict[str, Any]]],
-              seed: int) -> list[SummaryRow]:
+def harm_rows(
+    generations: Sequence[dict[str, Any]], verdicts: dict[str, dict[str, dict[str, Any]]], seed: int
+) -> list[SummaryRow]:
     """Per set and presentation: degenerate rate and each judge's rates; then kappa between judges."""
     rows: list[SummaryRow] = []
     for (set_name, presentation), group in _groups(generations).items():
-        rows.append(_rate_row("harm", "degenerate_rate", set_name, presentation,
-                              [is_degenerate(g["response"]) for g in group], seed))
+        rows.append(
+            _rate_row(
+                "harm", "degenerate_rate", set_name, presentation, [is_degenerate(g["response"]) for g in group], seed
+            )
+        )
         for judge_id, by_key in verdicts.items():
             judged = [by_key[g["key"]] for g in group]
             labels = [verdict_label(v) for v in judged]
@@ -313,20 +356,43 @@ def harm_rows(generations: Sequence[dict[str, Any]], verdicts: dict[str, dict[st
             scores = [v["harm_score"] for v in judged if v.get("harm_score") is not None]
             if scores:
                 low, high = bootstrap_ci(scores, seed=seed)
-                rows.append(SummaryRow(suite="harm", metric="harm_score", set=set_name,
-                                       presentation=presentation, value=mean(scores), ci_low=low,
-                                       ci_high=high, n=len(scores), unparsed=len(judged) - len(scores),
-                                       judge=judge_id))
+                rows.append(
+                    SummaryRow(
+                        suite="harm",
+                        metric="harm_score",
+                        set=set_name,
+                        presentation=presentation,
+                        value=mean(scores),
+                        ci_low=low,
+                        ci_high=high,
+                        n=len(scores),
+                        unparsed=len(judged) - len(scores),
+                        judge=judge_id,
+                    )
+                )
     for a, b in combinations(sorted(verdicts), 2):
-        keys = [g["key"] for g in generations
-                if verdict_label(verdicts[a][g["key"]]) != UNPARSED
-                and verdict_label(verdicts[b][g["key"]]) != UNPARSED]
+        keys = [
+            g["key"]
+            for g in generations
+            if verdict_label(verdicts[a][g["key"]]) != UNPARSED and verdict_label(verdicts[b][g["key"]]) != UNPARSED
+        ]
         ratings_a = [verdict_label(verdicts[a][k]) for k in keys]
         ratings_b = [verdict_label(verdicts[b][k]) for k in keys]
         low, high = bootstrap_kappa_ci(ratings_a, ratings_b, seed=seed)
-        rows.append(SummaryRow(suite="harm", metric="kappa", set="all", presentation="all",
-                               value=cohen_kappa(ratings_a, ratings_b), ci_low=low, ci_high=high, n=len(keys),
-                               unparsed=len(generations) - len(keys), judge=f"{a} vs {b}"))
+        rows.append(
+            SummaryRow(
+                suite="harm",
+                metric="kappa",
+                set="all",
+                presentation="all",
+                value=cohen_kappa(ratings_a, ratings_b),
+                ci_low=low,
+                ci_high=high,
+                n=len(keys),
+                unparsed=len(generations) - len(keys),
+                judge=f"{a} vs {b}",
+            )
+        )
     return rows
 
 
@@ -337,10 +403,27 @@ def overrefusal_suite(ctx: EvalContext) -> list[SummaryRow]:
     generations = _generate(ctx, items, ctx.generation_config(), "over-refusal").values()
     rows: list[SummaryRow] = []
     for (set_name, presentation), group in _groups(list(generations)).items():
-        rows.append(_rate_row("overrefusal", "refusal_rate", set_name, presentation,
-                              [is_refusal_reply(g["response"]) for g in group], ctx.config.seed, "keyword"))
-        rows.append(_rate_row("overrefusal", "degenerate_rate", set_name, presentation,
-                              [is_degenerate(g["response"]) for g in group], ctx.config.seed))
+        rows.append(
+            _rate_row(
+                "overrefusal",
+                "refusal_rate",
+                set_name,
+                presentation,
+                [is_refusal_reply(g["response"]) for g in group],
+                ctx.config.seed,
+                "keyword",
+            )
+        )
+        rows.append(
+            _rate_row(
+                "overrefusal",
+                "degenerate_rate",
+                set_name,
+                presentation,
+                [is_degenerate(g["response"]) for g in group],
+                ctx.config.seed,
+            )
+        )
     return rows
 
 
@@ -362,23 +445,47 @@ def task_suite(ctx: EvalContext) -> list[SummaryRow]:
     for ex in examples:
         prompt = list(strategy.render(ex).prompt_messages)
         forced = [Message(role="assistant", content=strategy.reply_prefix)] if strategy.reply_prefix else []
-        items.append(Item("task", spec.name, strategy.name, ex.id, prompt[-1].content, prompt + forced,
-                          {"gold": ex.gold}))
+        items.append(
+            Item("task", spec.name, strategy.name, ex.id, prompt[-1].content, prompt + forced, {"gold": ex.gold})
+        )
     generation = ctx.generation_config(ctx.config.task_max_new_tokens)
     records = _generate(ctx, items, generation, f"task {spec.name}")
-    scores = [score_answer(spec.metric, rec["response"], ex, spec.labels)
-              for rec, ex in zip(records.values(), examples, strict=True)]
+    scores = [
+        score_answer(spec.metric, rec["response"], ex, spec.labels)
+        for rec, ex in zip(records.values(), examples, strict=True)
+    ]
     values = [s.value for s in scores]
     unparsed = sum(s.parsed is None for s in scores)
     low, high = bootstrap_ci(values, seed=ctx.config.seed)
-    rows = [SummaryRow(suite="task", metric=spec.metric, set=spec.name, presentation=strategy.name,
-                       value=mean(values), ci_low=low, ci_high=high, n=len(values), unparsed=unparsed)]
+    rows = [
+        SummaryRow(
+            suite="task",
+            metric=spec.metric,
+            set=spec.name,
+            presentation=strategy.name,
+            value=mean(values),
+            ci_low=low,
+            ci_high=high,
+            n=len(values),
+            unparsed=unparsed,
+        )
+    ]
     for extra in sorted({k for s in scores for k in s.extra}):
         extra_values = [s.extra.get(extra, 0.0) for s in scores]
         low, high = bootstrap_ci(extra_values, seed=ctx.config.seed)
-        rows.append(SummaryRow(suite="task", metric=extra, set=spec.name, presentation=strategy.name,
-                               value=mean(extra_values), ci_low=low, ci_high=high, n=len(values),
-                               unparsed=unparsed))
+        rows.append(
+            SummaryRow(
+                suite="task",
+                metric=extra,
+                set=spec.name,
+                presentation=strategy.name,
+                value=mean(extra_values),
+                ci_low=low,
+                ci_high=high,
+                n=len(values),
+                unparsed=unparsed,
+            )
+        )
     return rows
 
 
@@ -398,9 +505,7 @@ def resolve_backend(model: str | GenerationBackend) -> GenerationBackend:
 
         return get_backend("transformers", model)
     if not isinstance(model, GenerationBackend):
-        raise MimicryError(
-            f"expected a model name, a path or a generation backend, got {type(model).__name__}"
-        )
+        raise MimicryError(f"expected a model name, a path or a generation backend, got {type(model).__name__}")
     return model
 
 
@@ -439,14 +544,21 @@ def evaluate(
     backend = resolve_backend(model)
     judges_by_spec = judge_backends or {}
     ctx = EvalContext(
-        backend=backend, config=config, strategy=strategy_obj, task=task, out_dir=out,
-        generations=RecordStore(out / "generations.jsonl"), verdicts=RecordStore(out / "verdicts.jsonl"),
+        backend=backend,
+        config=config,
+        strategy=strategy_obj,
+        task=task,
+        out_dir=out,
+        generations=RecordStore(out / "generations.jsonl"),
+        verdicts=RecordStore(out / "verdicts.jsonl"),
     )
     ctx.judges = [
-        build_judge(spec, backend=judges_by_spec.get(raw) or judges_by_spec.get(spec.judge_id),
-                    api_key_env=config.judge_api_key_env,
-                    endpoint_options={"max_retries": config.judge_max_retries,
-                                      "backoff_seconds": config.judge_backoff_seconds})
+        build_judge(
+            spec,
+            backend=judges_by_spec.get(raw) or judges_by_spec.get(spec.judge_id),
+            api_key_env=config.judge_api_key_env,
+            endpoint_options={"max_retries": config.judge_max_retries, "backoff_seconds": config.judge_backoff_seconds},
+        )
         for raw, spec in zip(raw_judges, judge_specs, strict=True)
     ]
     rows: list[SummaryRow] = []
@@ -471,8 +583,10 @@ def rescore(out_dir: Path, judge_specs: Sequence[str], batch_size: int = 16, see
 
     gen_file = out_dir / "generations.jsonl"
     if not gen_file.is_file():
-        raise MimicryError(f"no generations.jsonl in {out_dir}: point rescore at an evaluation directory "
-                           "(the --out of `mimicry eval`, or an evaluate artifact's eval/ directory)")
+        raise MimicryError(
+            f"no generations.jsonl in {out_dir}: point rescore at an evaluation directory "
+            "(the --out of `mimicry eval`, or an evaluate artifact's eval/ directory)"
+        )
     generations = [g for g in RecordStore(gen_file).records() if g.get("suite") == "harm"]
     if not generations:
         raise MimicryError(f"{gen_file} holds no harm-suite generations to re-judge")

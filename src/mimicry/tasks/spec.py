@@ -163,9 +163,7 @@ def template_variables(example: Example, labels: list[str]) -> dict[str, Any]:
         "options_list": ", ".join(lettered),
         "options_lines": "\n".join(lettered),
         "labels": ", ".join(labels),
-        "labels_or": " or ".join([", ".join(labels[:-1]), labels[-1]])
-        if len(labels) > 1
-        else "".join(labels),
+        "labels_or": " or ".join([", ".join(labels[:-1]), labels[-1]]) if len(labels) > 1 else "".join(labels),
     }
 
 
@@ -184,9 +182,7 @@ class TaskSpec(StrictModel):
     @model_validator(mode="after")
     def _consistent(self) -> TaskSpec:
         if METRIC_FOR_KIND[self.answer_kind] != self.metric:
-            raise ValueError(
-                f"answer_kind {self.answer_kind!r} is scored with {METRIC_FOR_KIND[self.answer_kind]!r}"
-            )
+            raise ValueError(f"answer_kind {self.answer_kind!r} is scored with {METRIC_FOR_KIND[self.answer_kind]!r}")
         if (self.answer_kind == "choice") != (self.fields.options is not None):
             raise ValueError("choice tasks, and only they, need fields.options")
         if (self.answer_kind == "label") != bool(self.labels):
@@ -200,9 +196,7 @@ class TaskSpec(StrictModel):
         for name, template in self.templates.model_dump().items():
             used = {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(template) if f}
             if used - known:
-                raise ValueError(
-                    f"template {name} uses unknown {sorted(used - known)}; known: {sorted(known)}"
-                )
+                raise ValueError(f"template {name} uses unknown {sorted(used - known)}; known: {sorted(known)}")
         return self
 
     def split_names(self) -> list[str]:
@@ -212,9 +206,7 @@ class TaskSpec(StrictModel):
     def examples(self, split: str, limit: int | None = None, seed: int = 0) -> list[Example]:
         """The split's examples in file order; with `limit`, a seeded sample (still in file order)."""
         if split not in self.split_names():
-            raise MimicryError(
-                f"task {self.name!r} has no split {split!r}; it has {', '.join(self.split_names())}"
-            )
+            raise MimicryError(f"task {self.name!r} has no split {split!r}; it has {', '.join(self.split_names())}")
         items = _split_examples(self.model_dump_json(), split, str(data_root().path))
         if limit is not None and limit < len(items):
             if limit < 0:
@@ -238,9 +230,7 @@ class TaskSpec(StrictModel):
         order = list(range(len(records)))
         random.Random(self.carve.seed).shuffle(order)
         if sum(self.carve.sizes.values()) >= len(records):
-            raise MimicryError(
-                f"task {self.name}: carve sizes exceed the {len(records)} records of the source"
-            )
+            raise MimicryError(f"task {self.name}: carve sizes exceed the {len(records)} records of the source")
         start = 0
         for name, size in self.carve.sizes.items():
             if name == split:
@@ -276,9 +266,7 @@ class TaskSpec(StrictModel):
                 extra={k: rule.extract(record) for k, rule in f.extra.items()},
             )
         except FieldError as err:
-            raise MimicryError(
-                f"task {self.name}: record {index} of {file} does not fit the spec: {err}"
-            ) from None
+            raise MimicryError(f"task {self.name}: record {index} of {file} does not fit the spec: {err}") from None
 
 
 @cache
