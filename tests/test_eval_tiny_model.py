@@ -73,3 +73,33 @@ def test_harmbench_chat_template_rebuilds_the_official_prompt(tiny_backend) -> N
         "Generation:\nDear customer\n\n---\nRules:\n" + "\n".join(HARMBENCH_RULES) + "\n\nAnswer: [/INST]"
     )
     assert rendered == (tokenizer.bos_token or "") + official
+
+
+def test_a_rerun_into_the_same_dir_regenerates_for_another_model_or_decoding(
+    tiny_backend, make_tiny_llama, smollm2_tokenizer, tmp_path: Path
+) -> None:
+    """Stored generations are reused only for the same model, decoding settings and messages (#15)."""
+    from mimicry.generation.transformers_backend import TransformersBackend
+
+    config = EvalConfig(
+        limit=2, harm_sets=["harmful_questions"], max_new_tokens=4, batch_size=2, presentations=["plain"]
+    )
+
+    def stored() -> list[dict]:
+        return [json.loads(x) for x in (tmp_path / "generations.jsonl").read_text().splitlines()]
+
+    evaluate(tiny_backend, "harm", strategy="aoa", config=config, out_dir=tmp_path)
+    assert len(stored()) == 2
+    evaluate(tiny_backend, "harm", strategy="aoa", config=config, out_dir=tmp_path)
+    assert len(stored()) == 2, "the same model and settings must reuse what is stored"
+
+    other_model = make_tiny_llama(smollm2_tokenizer, layers=1, heads=2, kv_heads=1, max_positions=2048)
+    other = TransformersBackend(
+        "another-tiny-llama", model_obj=other_model, tokenizer=smollm2_tokenizer, precision="fp32"
+    )
+    evaluate(other, "harm", strategy="aoa", config=config, out_dir=tmp_path)
+    assert {g["model"] for g in stored()} == {"tiny-random-llama", "another-tiny-llama"}
+
+    longer = config.model_copy(update={"max_new_tokens": 5})
+    evaluate(tiny_backend, "harm", strategy="aoa", config=longer, out_dir=tmp_path)
+    assert len(stored()) == 6, "other decoding settings must generate anew"
