@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
@@ -16,16 +17,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "action",
         nargs="?",
-        choices=["run", "validate-judges", "rescore", "export-labels"],
+        choices=["run", "validate-judges", "rescore", "export-labels", "compare"],
         default="run",
         help="run the suites (default), validate the judges, re-judge a stored run, "
-        "or export stored replies (comma-separated dirs) for labelling to --out",
+        "export stored replies (comma-separated dirs) for labelling to --out, or compare two "
+        "evaluations (A,B) on the same prompts with paired tests",
     )
     ev.add_argument(
         "target",
         nargs="?",
         help="validate-judges: a labels JSONL of real replies (without it: the synthetic set); "
-        "rescore: the evaluation directory holding generations.jsonl",
+        "rescore: the evaluation directory holding generations.jsonl; compare: EVAL_DIR_A,EVAL_DIR_B",
     )
     ev.add_argument("--model", help="model name, local directory or packaged model (required to run)")
     ev.add_argument("--suite", default="harm,overrefusal", help="comma-separated: harm, overrefusal, task")
@@ -51,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--harm-sets", help="comma-separated harmful prompt sets")
     ev.add_argument("--overrefusal-sets", help="comma-separated safe prompt sets")
     ev.add_argument("--out-dir", "--out", dest="out", help="output directory (default: artifacts/eval/<hash>)")
+    ev.add_argument("--json", action="store_true", help="compare: print the rows as JSON")
     ev.add_argument("--write", help="validate-judges: write the markdown report to this file (same as --out)")
     ev.set_defaults(handler=eval_handler)
 
@@ -118,6 +121,8 @@ def eval_handler(args: argparse.Namespace) -> int:
         return validate_handler(args)
     if args.action == "rescore":
         return rescore_handler(args)
+    if args.action == "compare":
+        return compare_handler(args)
     if args.action == "export-labels":
         return export_handler(args)
     from mimicry.errors import MimicryError
@@ -171,6 +176,39 @@ def rescore_handler(args: argparse.Namespace) -> int:
         raise MimicryError("name the evaluation directory to re-judge: mimicry eval rescore RUN_DIR --judge J")
     summary = rescore(Path(args.target), _csv(args.judge or "keyword"))
     print_summary(summary)
+    return 0
+
+
+def compare_handler(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from mimicry.console import out
+    from mimicry.errors import MimicryError
+    from mimicry.evaluation.compare import compare_evaluations
+
+    dirs = _csv(args.target or "")
+    if len(dirs) != 2:
+        raise MimicryError("usage: mimicry eval compare EVAL_DIR_A,EVAL_DIR_B [--judge keyword] [--json]")
+    rows = compare_evaluations(Path(dirs[0]), Path(dirs[1]), args.judge or "keyword")
+    if args.json:
+        out.print_json(json.dumps([r.model_dump() for r in rows]))
+        return 0
+    table = Table(title=f"B - A on the same prompts: A={dirs[0]}  B={dirs[1]}")
+    for column in ("suite", "set", "presentation", "label", "n", "A", "B", "B - A [95% CI]", "McNemar p"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r.suite,
+            r.set,
+            r.presentation,
+            r.label,
+            str(r.n),
+            f"{r.rate_a:.2f}",
+            f"{r.rate_b:.2f}",
+            f"{r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+            f"{r.mcnemar_p:.3g}",
+        )
+    out.print(table)
     return 0
 
 

@@ -1,0 +1,76 @@
+"""Paired comparison of two evaluations on the same prompts (e.g. the untuned base against a tuned
+cell): both were asked the same items, so the difference of each three-way rate is tested on the
+pairs (paired bootstrap over prompts, exact McNemar), never as two independent proportions."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from mimicry.errors import MimicryError
+from mimicry.evaluation.metrics import mcnemar_exact, paired_bootstrap_diff
+
+LABELS = ("compliance", "refusal", "other")
+
+
+class PairedRate(BaseModel):
+    """One label's rate in A and B over the prompts both answered, and the paired difference B - A."""
+
+    suite: str
+    set: str
+    presentation: str
+    label: str
+    n: int
+    rate_a: float
+    rate_b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    mcnemar_p: float
+
+
+def _verdicts(eval_dir: Path, judge: str) -> dict[tuple[str, str, str, str], str]:
+    path = eval_dir / "verdicts.jsonl"
+    if not path.is_file():
+        raise MimicryError(f"{eval_dir} holds no verdicts.jsonl: name an evaluation directory (its eval/ folder)")
+    out: dict[tuple[str, str, str, str], str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line) if line.strip() else None
+        if record and record.get("judge_id") == judge and record.get("label") in LABELS:
+            out[(record["suite"], record["set"], record["presentation"], record["item_id"])] = record["label"]
+    if not out:
+        raise MimicryError(f"{eval_dir} has no three-way verdicts of judge {judge!r}: run `mimicry eval rescore` first")
+    return out
+
+
+def compare_evaluations(dir_a: Path, dir_b: Path, judge: str = "keyword") -> list[PairedRate]:
+    """Every label's rate per (suite, set, presentation) on the prompts present in both evaluations."""
+    a, b = _verdicts(Path(dir_a), judge), _verdicts(Path(dir_b), judge)
+    groups: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
+    for key in sorted(a.keys() & b.keys()):
+        groups[key[:3]].append((a[key], b[key]))
+    rows = []
+    for (suite, prompt_set, presentation), pairs in sorted(groups.items()):
+        for label in LABELS:
+            xa = [float(la == label) for la, _ in pairs]
+            xb = [float(lb == label) for _, lb in pairs]
+            diff, low, high = paired_bootstrap_diff(xb, xa)
+            rows.append(
+                PairedRate(
+                    suite=suite,
+                    set=prompt_set,
+                    presentation=presentation,
+                    label=label,
+                    n=len(pairs),
+                    rate_a=sum(xa) / len(xa),
+                    rate_b=sum(xb) / len(xb),
+                    diff=diff,
+                    ci_low=low,
+                    ci_high=high,
+                    mcnemar_p=mcnemar_exact([bool(x) for x in xb], [bool(x) for x in xa]),
+                )
+            )
+    return rows
