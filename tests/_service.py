@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import threading
@@ -82,7 +83,7 @@ def service_policy(model_dir: Path, **gate) -> Policy:
 
 
 def jsonl(conversations: list[Conversation]) -> bytes:
-    return "".join(c.model_dump_json(exclude={"meta"}) + "\n" for c in conversations).encode()
+    return "".join(json.dumps(c.to_openai(), ensure_ascii=False) + "\n" for c in conversations).encode()
 
 
 def cli(*args: str, env: dict[str, str], **kw) -> subprocess.Popen:

@@ -175,6 +175,12 @@ def check_fits(name: str, parameters: int, dtype: str, device: str, memory_limit
 
 MODEL_ROOTS_ENV_VAR = "MIMICRY_MODEL_ROOTS"
 KNOWN_BASES_FILE = "known_bases.txt"
+_TRUSTED_ROOTS: list[Path] = []
+
+
+def trust_model_roots(paths: list[str | Path]) -> None:
+    """Add base-model folders an operator configured (e.g. a service policy) to this process's model roots."""
+    _TRUSTED_ROOTS.extend(Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().exists())
 
 
 def remember_base(path: str | Path) -> None:
@@ -195,7 +201,9 @@ def _model_roots(adapter_dir: Path) -> list[Path]:
     record = mimicry_home() / KNOWN_BASES_FILE
     if record.is_file():
         extra += [Path(line) for line in record.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [p.resolve() for p in (mimicry_home(), models_dir(), adapter_dir.resolve().parent.parent, *extra)]
+    return [p.resolve() for p in (mimicry_home(), models_dir(), adapter_dir.resolve().parent.parent, *extra)] + list(
+        _TRUSTED_ROOTS
+    )
 
 
 def adapter_base(adapter_dir: Path) -> str:

@@ -19,7 +19,11 @@ class Runtime:
 
     @classmethod
     def open(cls, policy: Policy, database_url: str | None = None, home: Path | None = None) -> Runtime:
+        from mimicry.models.loading import trust_model_roots
+
         home = Path(home) if home else service_home()
+        # The policy's base models are the operator's: adapters trained on them load from there.
+        trust_model_roots(list(policy.base_models.values()))
         return cls(policy, Database(database_url), Store(home / "store"), home)
 
     def workspace(self, job_id: str) -> Path:

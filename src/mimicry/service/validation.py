@@ -15,6 +15,8 @@ from mimicry.records import Conversation, record_to_conversation
 from mimicry.service.policy import LimitsPolicy
 
 MAX_REPORTED = 5
+# OpenAI's chat fine-tuning line: the conversation and, for tool use, the tools it may call.
+TOP_LEVEL_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
 
 
 @dataclass
@@ -71,8 +73,9 @@ def check_fine_tune_file(data: bytes, limits: LimitsPolicy) -> UploadCheck:
         if not isinstance(obj, dict) or "messages" not in obj:
             check.errors.append(f"line {lineno}: each line must be a JSON object with a 'messages' list")
             continue
-        if unknown := sorted(set(obj) - {"messages"}):
-            check.errors.append(f"line {lineno}: unknown key(s) {', '.join(unknown)}; only 'messages' is allowed")
+        if unknown := sorted(set(obj) - TOP_LEVEL_KEYS):
+            allowed = ", ".join(sorted(TOP_LEVEL_KEYS))
+            check.errors.append(f"line {lineno}: unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
             continue
         if problem := _strip_weights(obj):
             check.errors.append(f"line {lineno}: {problem}")
