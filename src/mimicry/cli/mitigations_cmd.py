@@ -299,7 +299,7 @@ def audit_handler(args: argparse.Namespace) -> int:
         out.print_json(text)
         return 0
     style = {"low": "green", "medium": "yellow", "high": "bold red"}[report.level]
-    out.print(Text(report.summary(), style=style))
+    out.print(Text(("rule signals: " if intent is not None else "") + report.summary(), style=style))
     for reason in report.reasons:
         out.print(f"  - {reason}", highlight=False, markup=False, soft_wrap=True)
     if not report.reasons:
