@@ -50,6 +50,13 @@ def run_handler(args: argparse.Namespace) -> int:
             print_estimate(outcome.estimate)
         return 0
     out.print(f"{outcome.results} result rows in {run_dir / 'results.sqlite'}", highlight=False, soft_wrap=True)
+    if outcome.estimate is not None:
+        out.print(
+            f"estimated beforehand: {duration(outcome.estimate.seconds)} (alignment not estimated); "
+            f"measured stage times beside it in {run_dir / 'timings.json'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if args.report:
         info(f"report: {write_report(run_dir)}")
     return 0
