@@ -114,6 +114,7 @@ def test_each_stage_runs_once_and_identical_data_is_trained_once(first_run: Firs
         "index.json",
         "provenance.json",
         "results.sqlite",
+        "timings.json",
     ]
 
 

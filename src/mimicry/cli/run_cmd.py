@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,11 +46,50 @@ def run_handler(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     if args.dry_run:
+        if outcome.estimate is not None:
+            print_estimate(outcome.estimate)
         return 0
     out.print(f"{outcome.results} result rows in {run_dir / 'results.sqlite'}", highlight=False, soft_wrap=True)
+    if outcome.estimate is not None:
+        out.print(
+            f"estimated beforehand: {duration(outcome.estimate.seconds)} (alignment not estimated); "
+            f"measured stage times beside it in {run_dir / 'timings.json'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if args.report:
         info(f"report: {write_report(run_dir)}")
     return 0
+
+
+def print_estimate(estimate: Any) -> None:
+    """The per-stage table of what is left to compute, and the total, at this machine's measured rates."""
+    from rich.table import Table
+
+    from mimicry.console import out
+
+    table = Table(title="estimated cost on this machine (alignment not estimated)")
+    for column in ("stage", "to run", "cached", "tokens", "estimate"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage, row in estimate.by_stage().items():
+        table.add_row(stage, str(row["to_run"]), str(row["cached"]), f"{row['tokens']:,}", duration(row["seconds"]))
+    table.add_row("total", "", "", "", duration(estimate.seconds), style="bold")
+    out.print(table)
+    for rates in estimate.rates.values():
+        out.print(
+            f"rates of {rates.model} ({rates.method}, {rates.precision}): "
+            f"train {rates.train_tokens_per_s:.0f} tokens/s, generate {rates.generate_tokens_per_s:.0f} tokens/s",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for model, why in estimate.skipped.items():
+        out.print(f"not estimated: the cells of {model} ({why})", highlight=False, soft_wrap=True)
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
 
 
 def report_handler(args: argparse.Namespace) -> int:

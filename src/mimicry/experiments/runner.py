@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mimicry.errors import unknown_name
+from mimicry.experiments.estimate import GridEstimate, estimate_grid, write_timings
 from mimicry.experiments.grid import Cell, GridConfig, ModelEntry, check_names, expand
 from mimicry.experiments.results import RESULTS_FILE, write_results
 from mimicry.experiments.stages import STAGES, Inputs, input_identity, materialize
@@ -24,6 +25,7 @@ from mimicry.experiments.store import Artifact, ArtifactStore, git_sha, package_
 from mimicry.records import atomic_write_text
 
 INDEX_FILE = "index.json"
+TIMINGS_FILE = "timings.json"  # measured seconds of the stages a run computed, beside their estimate
 
 
 @dataclass
@@ -36,6 +38,8 @@ class RunOutcome:
     reused: Counter[str] = field(default_factory=Counter)
     results: int = 0
     seconds: float = 0.0
+    estimate: GridEstimate | None = None
+    timings: list[dict[str, Any]] = field(default_factory=list)  # computed stages: cell, stage, seconds
 
 
 class Runner:
@@ -58,6 +62,9 @@ class Runner:
         self.show_progress = show_progress
         self.outcome = RunOutcome(self.run_dir, 0)
         self._on_stage: Any = None
+        self._cell: str | None = None  # the cell whose stages are timed now (real runs only)
+        self._estimating = False
+        self._made_for_estimate: set[tuple[str, str]] = set()  # (stage, key) computed while estimating
 
     # -- one stage -------------------------------------------------------------------------------
 
@@ -66,7 +73,17 @@ class Runner:
         if self._on_stage:
             self._on_stage(stage_name)
         artifact, reused = materialize(self.store, STAGES.get(stage_name), inputs, config)
+        if self._estimating:  # counted when the run itself gets to it
+            if not reused:
+                self._made_for_estimate.add((stage_name, artifact.key))
+            return artifact
+        if reused and (stage_name, artifact.key) in self._made_for_estimate:
+            reused = False  # built and mixed by this run's own estimate, moments ago
+            self._made_for_estimate.discard((stage_name, artifact.key))
         (self.outcome.reused if reused else self.outcome.computed)[stage_name] += 1
+        if not reused and self._cell is not None:
+            seconds = artifact.manifest.get("timings", {}).get("seconds")
+            self.outcome.timings.append({"cell": self._cell, "stage": stage_name, "seconds": seconds})
         return artifact
 
     # -- the chain of a cell ---------------------------------------------------------------------
@@ -121,18 +138,19 @@ class Runner:
             )
             system_prompt = artifacts["mix"].outputs.get("inference_system_prompt")
         artifacts["evaluate"] = self.materialize(
-            "evaluate",
-            {"model": model},
-            {
-                "task": cell.task,
-                "strategy": cell.strategy,
-                "suites": list(self.grid.suites),
-                "inference_system_prompt": system_prompt,
-                "evaluation": self.grid.section("evaluation").model_dump(mode="json"),
-                "generation": self.grid.generation.model_dump(mode="json"),
-            },
+            "evaluate", {"model": model}, self.evaluate_config(cell, system_prompt)
         )
         return artifacts
+
+    def evaluate_config(self, cell: Cell, system_prompt: str | None) -> dict[str, Any]:
+        return {
+            "task": cell.task,
+            "strategy": cell.strategy,
+            "suites": list(self.grid.suites),
+            "inference_system_prompt": system_prompt,
+            "evaluation": self.grid.section("evaluation").model_dump(mode="json"),
+            "generation": self.grid.generation.model_dump(mode="json"),
+        }
 
     def stages_of(self, cell: Cell) -> int:
         return (1 if cell.model.align else 0) + (4 if cell.fine_tuned else 1)
@@ -145,6 +163,7 @@ class Runner:
         cells = expand(self.grid)
         self.outcome.cells = len(cells)
         self.write_run_files()
+        self.outcome.estimate = self.estimate(cells)
         index: list[dict[str, Any]] = []
         rows: list[dict[str, Any]] = []
         with self.progress() as progress:
@@ -164,7 +183,7 @@ class Runner:
                         description=f"cell {cell_number}/{len(cells)}: {this.describe()} [bold]{stage}[/bold]",
                     )
 
-                self._on_stage = on_stage
+                self._on_stage, self._cell = on_stage, cell.id
                 artifacts = self.run_cell(cell)
                 progress.update(current, completed=self.stages_of(cell))
                 progress.advance(overall, self.stages_of(cell))
@@ -173,7 +192,8 @@ class Runner:
                 rows.extend(result_rows(cell, artifacts))
                 self.write_index(index)
                 self.outcome.results = write_results(self.run_dir / RESULTS_FILE, rows)
-        self._on_stage = None
+                write_timings(self.run_dir / TIMINGS_FILE, self.outcome.estimate, self.outcome.timings)
+        self._on_stage, self._cell = None, None
         self.outcome.seconds = round(time.time() - watch, 3)
         return self.outcome
 
@@ -192,8 +212,17 @@ class Runner:
                 progress.update(task, description=f"dry run: {cell.describe()}")
                 self.data_artifacts(cell)
                 progress.advance(task)
+        self.outcome.estimate = self.estimate(cells)
         self.outcome.seconds = round(time.time() - watch, 3)
         return self.outcome
+
+    def estimate(self, cells: list[Cell]) -> GridEstimate:
+        """The grid's cost on this machine; what it builds and mixes counts when the run itself gets to it."""
+        self._estimating = True
+        try:
+            return estimate_grid(self, cells)
+        finally:
+            self._estimating = False
 
     def progress(self) -> Any:
         from rich.progress import (
