@@ -275,6 +275,9 @@ def _intent(rows: list[Conversation]) -> IntentReport | None:
     return intent_audit(rows)
 
 
+LEVEL_STYLE = {"low": "green", "medium": "yellow", "high": "bold red"}
+
+
 def audit_handler(args: argparse.Namespace) -> int:
     import json
 
@@ -298,15 +301,15 @@ def audit_handler(args: argparse.Namespace) -> int:
     if args.json:
         out.print_json(text)
         return 0
-    style = {"low": "green", "medium": "yellow", "high": "bold red"}[report.level]
-    out.print(Text(("rule signals: " if intent is not None else "") + report.summary(), style=style))
+    out.print(
+        Text(("rule signals: " if intent is not None else "") + report.summary(), style=LEVEL_STYLE[report.level])
+    )
     for reason in report.reasons:
         out.print(f"  - {reason}", highlight=False, markup=False, soft_wrap=True)
     if not report.reasons:
         out.print("  no structural manipulation found")
     if intent is not None:
-        style = {"low": "green", "medium": "yellow", "high": "bold red"}[intent.level]
-        out.print(Text(intent.summary(), style=style))
+        out.print(Text(intent.summary(), style=LEVEL_STYLE[intent.level]))
         for i, cluster in enumerate(intent.clusters, 1):
             rows = ", ".join(str(r) for r in cluster.evidence_rows)
             out.print(
