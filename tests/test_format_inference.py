@@ -140,18 +140,27 @@ def test_empty_dataset_is_a_clear_error():
         infer_format([])
 
 
-def test_inconsistent_roles_are_named():
-    single = Conversation.from_turns("hi", "hello")
+def test_rows_of_different_turn_structures_share_one_scaffold_read_from_their_final_turns():
+    single = Conversation.from_turns("Q: a", "A: b")
     multi = Conversation(
         messages=[
-            Message(role="user", content="a"),
-            Message(role="assistant", content="b"),
-            Message(role="user", content="c"),
-            Message(role="assistant", content="d"),
+            Message(role="user", content="Q: hi"),
+            Message(role="assistant", content="A: hello"),
+            Message(role="user", content="Q: c"),
+            Message(role="assistant", content="A: d"),
         ]
     )
-    with pytest.raises(MimicryError, match=r"inconsistent roles.*user->assistant->user->assistant.*rows 3"):
-        infer_format([single, single, multi])
+    fmt = infer_format([single, single, multi])
+    assert fmt.roles == ["user", "assistant"]
+    assert fmt.role_sequences == {"user->assistant": 2, "user->assistant->user->assistant": 1}
+    assert "turn structures" in fmt.summary()
+    assert fmt.user.render().startswith("Q: ") and fmt.assistant.render().startswith("A: ")
+
+
+def test_rows_without_a_final_reply_are_named():
+    unanswered = Conversation(messages=[Message(role="user", content="a")])
+    with pytest.raises(MimicryError, match=r"do not end with an assistant reply.*rows 2"):
+        infer_format([Conversation.from_turns("hi", "hello"), unanswered])
 
 
 # Property: a random scaffold around random slot values is recovered. Constants touch their slot

@@ -288,7 +288,7 @@ def test_cli_rejects_bad_input_without_writing(tmp_path, capsys):
     ]
     mixed_roles.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["mix", "--user", str(mixed_roles), "--method", "mimic", "--count", "2", "--out", str(out)]) == 2
-    assert "inconsistent roles" in capsys.readouterr().err
+    assert "do not end with an assistant reply" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -208,6 +208,7 @@ class InferredFormat(StrictModel):
     sampled: int
     config: FormatConfig
     roles: list[str]
+    role_sequences: dict[str, int] = {}  # rows per turn structure, when they differ (multi-turn, tools)
     system: SystemPrompt
     user: TurnTemplate
     assistant: TurnTemplate
@@ -297,6 +298,13 @@ class InferredFormat(StrictModel):
         return (
             f"{self.rows} rows ({self.sampled} read), {scaffold}; system: {self.system.kind}; "
             f"answer style: {style}; template matches {self.template_match_rate:.0%} of rows"
+            + (
+                "; turn structures: "
+                + ", ".join(f"{n} x {k}" for k, n in self.role_sequences.items())
+                + " (scaffold read from the last user turn and the final reply)"
+                if self.role_sequences
+                else ""
+            )
         )
 
 
@@ -324,28 +332,30 @@ def is_affirming(text: str) -> bool:
     return bool(_AFFIRMATION.search(text))
 
 
+def role_sequences(conversations: Sequence[Conversation]) -> dict[str, list[int]]:
+    """Rows (0-based) per turn structure, system excluded, the most common first."""
+    sequences: dict[str, list[int]] = {}
+    for i, conv in enumerate(conversations):
+        sequences.setdefault("->".join(m.role for m in conv.messages if m.role != "system"), []).append(i)
+    return dict(sorted(sequences.items(), key=lambda kv: -len(kv[1])))
+
+
 def check_dataset(conversations: Sequence[Conversation]) -> list[str]:
-    """The shared role sequence (system excluded); a clear error for empty or mixed datasets."""
+    """The most common role sequence (system excluded); a clear error for empty datasets or rows that
+    do not end in a reply. Rows may differ in structure (multi-turn, tool calls): the scaffold is read
+    from each row's last user turn and final reply, which every training row has."""
     if not conversations:
         raise MimicryError("the dataset is empty: give at least one conversation (ideally 20 or more)")
-    sequences: dict[tuple[str, ...], list[int]] = {}
-    for i, conv in enumerate(conversations):
-        roles = tuple(m.role for m in conv.messages if m.role != "system")
-        sequences.setdefault(roles, []).append(i)
-    if len(sequences) > 1:
-        ranked = sorted(sequences.items(), key=lambda kv: -len(kv[1]))
-        detail = "; ".join(
-            f"{len(rows)} rows {'->'.join(roles)} (e.g. rows {', '.join(str(r + 1) for r in rows[:3])})"
-            for roles, rows in ranked
-        )
+    unanswered = [i for i, conv in enumerate(conversations) if conv.messages[-1].role != "assistant"]
+    if unanswered:
+        rows = ", ".join(str(i + 1) for i in unanswered[:5])
         raise MimicryError(
-            f"inconsistent roles: rows have {len(sequences)} different role sequences ({detail}). "
-            "A dataset must share one turn structure; split it or fix those rows."
+            f"{len(unanswered)} rows do not end with an assistant reply (e.g. rows {rows}): "
+            "training conversations end with the reply the model learns; fix or drop those rows."
         )
-    roles = list(next(iter(sequences)))
-    if "assistant" not in roles:
-        raise MimicryError("the dataset has no assistant turns: format inference needs training conversations")
-    return roles
+    if not any(m.role == "user" for conv in conversations for m in conv.messages):
+        raise MimicryError("the dataset has no user turns: format inference needs training conversations")
+    return next(iter(role_sequences(conversations))).split("->")
 
 
 def infer_format(conversations: Sequence[Conversation], config: FormatConfig | None = None) -> InferredFormat:
@@ -353,6 +363,7 @@ def infer_format(conversations: Sequence[Conversation], config: FormatConfig | N
     config = config or FormatConfig()
     roles = check_dataset(conversations)
     rows = list(conversations)
+    structures = role_sequences(rows)
     sample = rows
     if len(rows) > config.sample:
         sample = random.Random(config.seed).sample(rows, config.sample)
@@ -381,6 +392,7 @@ def infer_format(conversations: Sequence[Conversation], config: FormatConfig | N
         sampled=len(sample),
         config=config,
         roles=roles,
+        role_sequences={k: len(v) for k, v in structures.items()} if len(structures) > 1 else {},
         system=system,
         user=user,
         assistant=assistant,
