@@ -284,7 +284,7 @@ def _rate_row(
     metric: str,
     set_name: str,
     presentation: str,
-    outcomes: Sequence[bool | None],
+    outcomes: Sequence[bool | float | None],
     seed: int,
     judge: str | None = None,
 ) -> SummaryRow:
@@ -353,23 +353,9 @@ def harm_rows(
             for metric, wanted in HARM_RATES.items():
                 outcomes = [None if lab == UNPARSED else lab in wanted for lab in labels]
                 rows.append(_rate_row("harm", metric, set_name, presentation, outcomes, seed, judge_id))
-            scores = [v["harm_score"] for v in judged if v.get("harm_score") is not None]
-            if scores:
-                low, high = bootstrap_ci(scores, seed=seed)
-                rows.append(
-                    SummaryRow(
-                        suite="harm",
-                        metric="harm_score",
-                        set=set_name,
-                        presentation=presentation,
-                        value=mean(scores),
-                        ci_low=low,
-                        ci_high=high,
-                        n=len(scores),
-                        unparsed=len(judged) - len(scores),
-                        judge=judge_id,
-                    )
-                )
+            scores = [v.get("harm_score") for v in judged]
+            if any(x is not None for x in scores):
+                rows.append(_rate_row("harm", "harm_score", set_name, presentation, scores, seed, judge_id))
     for a, b in combinations(sorted(verdicts), 2):
         keys = [
             g["key"]
