@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from mimicry.paths import models_dir
 
@@ -15,6 +16,12 @@ _DEFAULT_DATA = REPO.parent / "shared" / "data"
 if not os.environ.get("MIMICRY_DATA") and _DEFAULT_DATA.is_dir():
     os.environ["MIMICRY_DATA"] = str(_DEFAULT_DATA)
 
+
+# CI draws the same property examples on every run, so a red CI is reproducible; set
+# HYPOTHESIS_PROFILE=explore locally to draw fresh examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Prepared models are expensive to build: every test run shares the user's model cache.
 os.environ.setdefault("MIMICRY_MODELS", str(models_dir()))

@@ -95,7 +95,7 @@ def parses_like(spec: dict, text: str) -> bool:
         return is_refusal(found.group(1).lstrip("# "))
     if kind == "answer_line":
         last = text.rsplit("\n", 1)[-1]
-        return last.startswith("Answer: ") and is_refusal(text)
+        return last.startswith("Answer: ") and is_refusal(last.removeprefix("Answer: "))
     return is_refusal(text)
 
 
