@@ -315,3 +315,24 @@ def test_eval_config_keeps_short_strings_as_written_and_checks_them_early() -> N
     assert EvalConfig.model_validate(mixed.model_dump(mode="json")) == EvalConfig(judges=["keyword:300", "learned"])
     with pytest.raises(MimicryError, match="Did you mean 'keyword'"):
         EvalConfig(judges=["keywrd"])
+
+
+def test_a_grid_naming_judges_by_mappings_keys_its_evaluation_like_the_short_strings(tmp_path) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from mimicry.experiments.grid import load_grid
+
+    quickstart = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
+    data = yaml.safe_load(quickstart.read_text(encoding="utf-8"))
+    assert data["evaluation"]["judges"] == ["keyword", "learned"]
+    data["evaluation"]["judges"] = [{"name": "keyword", "window": 200}, {"name": "learned"}]
+    mapped = tmp_path / "mapped.yaml"
+    mapped.write_text(yaml.safe_dump(data), encoding="utf-8")
+    written = load_grid(quickstart).section("evaluation").model_dump(mode="json")
+    assert load_grid(mapped).section("evaluation").model_dump(mode="json") == written
+    data["evaluation"]["judges"] = [{"name": "keyword", "windw": 300}]
+    mapped.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(MimicryError, match="Did you mean 'window'"):
+        load_grid(mapped)
