@@ -100,6 +100,7 @@ class Judge(ABC):
         return spec
 
     @classmethod
+    @abstractmethod
     def from_spec(
         cls,
         spec: JudgeSpec,
@@ -109,4 +110,3 @@ class Judge(ABC):
         endpoint_options: dict[str, Any] | None = None,
     ) -> Judge:
         """Build the judge of a normalised spec; `backend` injects an already-loaded model."""
-        raise MimicryError(f"judge {spec.name!r} cannot be built from a spec")
