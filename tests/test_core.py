@@ -50,6 +50,9 @@ def test_registry_resolves_lazy_entries_on_first_use_and_checks_their_base():
     reg.add_lazy("deque", "collections:deque")  # not a dict: refused when resolved
     reg.add_lazy("gone", "mimicry.no_such_module:Thing")
     assert reg.names() == ["counter", "deque", "gone", "ordered"]
+    reg.require("gone")  # known by name: nothing is imported to say so
+    with pytest.raises(MimicryError, match="unknown mapping 'gon'. Did you mean 'gone'"):
+        reg.require("gon")
     assert reg.get("ordered") is OrderedDict
     with pytest.raises(TypeError, match="mapping 'deque'.*is not a builtins.dict"):
         reg.get("deque")

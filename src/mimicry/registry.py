@@ -81,6 +81,11 @@ class Registry(Generic[T]):
         self.get(name)
         self._items[name] = self._checked(name, obj)
 
+    def require(self, name: str) -> None:
+        """Fail on an unknown name without importing a lazy entry (for checking configs early)."""
+        if name not in self._items:
+            raise unknown_name(self.kind, name, self._items)
+
     def get(self, name: str) -> T:
         try:
             item = self._items[name]

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mimicry.config import validate_config
-from mimicry.errors import MimicryError, unknown_name
+from mimicry.errors import MimicryError
 from mimicry.evaluation.judge_base import (
     LABELS,
     SPEC_HELP,
@@ -78,8 +78,10 @@ JudgeEntry = str | Mapping[str, Any] | JudgeSpec  # a short string, a YAML mappi
 
 
 def judge_class(name: str) -> type[Judge]:
-    if name not in JUDGES:
-        raise MimicryError(f"{unknown_name('judge', name, JUDGES.names())}; {SPEC_HELP}")
+    try:
+        JUDGES.require(name)
+    except MimicryError as err:
+        raise MimicryError(f"{err}; {SPEC_HELP}") from None
     return JUDGES.get(name)
 
 

@@ -247,8 +247,7 @@ def check_names(grid: GridConfig) -> None:
             raise MimicryError(
                 f"task {task!r} has no split {grid.data.split!r} (data.split); it has {', '.join(spec.split_names())}"
             )
-    if grid.generation.backend not in BACKENDS:
-        raise unknown_name("generation backend", grid.generation.backend, BACKENDS)
+    BACKENDS.require(grid.generation.backend)
     for strategy in grid.strategies:
         get_strategy(strategy)
     for i, mitigation in enumerate(grid.mitigations):
