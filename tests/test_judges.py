@@ -306,6 +306,7 @@ def test_bad_yaml_specs_say_what_is_wrong(mapping: dict, message: str) -> None:
 def test_eval_config_keeps_short_strings_as_written_and_checks_them_early() -> None:
     """Stage keys hash the dumped evaluation config: a short string must dump unchanged ("model",
     not its expansion), and a YAML mapping dumps as the short string of its spec."""
+    from mimicry.config import validate_config
     from mimicry.evaluation.suites import EvalConfig
 
     written = ["keyword", "model", "llm:openai:M@http://h/v1"]
@@ -313,8 +314,10 @@ def test_eval_config_keeps_short_strings_as_written_and_checks_them_early() -> N
     mixed = EvalConfig(judges=[{"name": "keyword", "window": 300}, "learned"])
     assert mixed.model_dump(mode="json")["judges"] == ["keyword:300", "learned"]
     assert EvalConfig.model_validate(mixed.model_dump(mode="json")) == EvalConfig(judges=["keyword:300", "learned"])
-    with pytest.raises(MimicryError, match="Did you mean 'keyword'"):
-        EvalConfig(judges=["keywrd"])
+    with pytest.raises(
+        MimicryError, match=r"in eval options:\n  judges: .*unknown judge 'keywrd'. Did you mean 'keyword'"
+    ):
+        validate_config(EvalConfig, {"judges": ["keywrd"]}, "eval options")
 
 
 def test_a_grid_naming_judges_by_mappings_keys_its_evaluation_like_the_short_strings(tmp_path) -> None:

@@ -67,8 +67,11 @@ class EvalConfig(StrictModel):
         """Checked now, so a bad judge fails before any work; a mapping becomes its normalised spec."""
         if not isinstance(value, list):
             return value
-        parse_judge_list(value)
-        return [judge_spec(j) if isinstance(j, dict) else j for j in value]
+        try:  # a ValueError, so the config error names the file and section
+            parse_judge_list(value)
+            return [judge_spec(j) if isinstance(j, dict) else j for j in value]
+        except MimicryError as err:
+            raise ValueError(str(err)) from None
 
     @field_serializer("judges")
     def _judges_as_strings(self, judges: list[str | JudgeSpec]) -> list[str]:
