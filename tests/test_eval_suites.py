@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from mimicry.cli import main
 from mimicry.errors import MimicryError
@@ -218,12 +219,16 @@ def test_unparsed_judge_verdicts_are_counted_not_dropped(tmp_path: Path) -> None
     [
         ({"harm_sets": ["xstest_safe"]}, "unknown harmful prompt set \\(suite harm\\) 'xstest_safe'.*Known: advbench"),
         ({"harm_sets": ["advbenc"]}, "unknown prompt set 'advbenc'. Did you mean 'advbench'"),
-        ({"judges": ["gpt4"]}, "unknown judge 'gpt4'"),
     ],
 )
 def test_bad_names_list_the_valid_ones(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(MimicryError, match=message):
         evaluate(ScriptedBackend(), "harm", config=EvalConfig(**{**SMALL, **kwargs}), out_dir=tmp_path)
+
+
+def test_an_unknown_judge_is_refused_with_the_config() -> None:
+    with pytest.raises(ValidationError, match=r"judges\n.*unknown judge 'gpt4'"):
+        EvalConfig(**SMALL, judges=["gpt4"])
 
 
 def test_unknown_suite_and_missing_task(tmp_path: Path) -> None:
