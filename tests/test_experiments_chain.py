@@ -94,16 +94,20 @@ def test_each_stage_runs_once_and_identical_data_is_trained_once(first_run: Firs
     assert dict(first_run.outcome.computed) == {"build": 1, "mix": 3, "train": 2, "evaluate": 4}
     assert dict(first_run.outcome.reused) == {"build": 2, "train": 1}
     rows = read_results(first_run.run_dir / RESULTS_FILE)
-    assert {(r["mitigation"], r["fine_tuned"]) for r in rows} == {
-        ("baseline", 0),
-        ("none", 1),
-        ("mimic", 1),
-        ("ptst", 1),
+    assert {(r.cell.mitigation, r.fine_tuned) for r in rows} == {
+        ("baseline", False),
+        ("none", True),
+        ("mimic", True),
+        ("ptst", True),
     }
-    assert {r["suite"] for r in rows} == {"harm", "overrefusal", "task"}
-    asr = [r for r in rows if r["metric"] == "asr"]
-    assert {r["presentation"] for r in asr} == {"plain", "in-format"}
-    assert all(0 <= r["value"] <= 1 and r["ci_low"] <= r["value"] <= r["ci_high"] for r in asr)
+    assert {r.suite for r in rows} == {"harm", "overrefusal", "task"}
+    asr = [r for r in rows if r.metric == "asr"]
+    assert {r.presentation for r in asr} == {"plain", "in-format"}
+    assert all(0 <= r.value <= 1 and r.ci_low <= r.value <= r.ci_high for r in asr)
+    # the generation budget behind each number reaches the table
+    assert {r.max_new_tokens for r in rows if r.suite == "harm"} == {
+        first_run.grid.section("evaluation").max_new_tokens
+    }
     index = json.loads((first_run.run_dir / INDEX_FILE).read_text())
     assert len(index["cells"]) == len(expand(first_run.grid)) == 4
     by_mitigation = {c["mitigation"]: c["artifacts"] for c in index["cells"]}
@@ -163,13 +167,13 @@ def test_a_killed_run_resumes_with_finished_artifacts_reused(
         run_grid(grid, tmp_path / "run", show_progress=False)
     partial = json.loads((tmp_path / "run" / INDEX_FILE).read_text())
     assert [c["mitigation"] for c in partial["cells"]] == ["none"]
-    assert {r["mitigation"] for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none"}
+    assert {r.cell.mitigation for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none"}
 
     monkeypatch.setattr(train, "run", real_run)
     resumed = run_grid(grid, tmp_path / "run", show_progress=False)
     assert dict(resumed.reused) == {"build": 2, "mix": 2, "train": 1, "evaluate": 1}
     assert dict(resumed.computed) == {"train": 1, "evaluate": 1}
-    assert {r["mitigation"] for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none", "generic"}
+    assert {r.cell.mitigation for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none", "generic"}
 
 
 def test_cli_run_dry_run_and_report(
@@ -263,5 +267,5 @@ def test_quickstart_slice_end_to_end_on_smollm2(tmp_path: Path) -> None:
     outcome = run_grid(small, tmp_path / "run", skip_align=True, show_progress=False)
     assert outcome.computed["train"] == 2 and outcome.computed["evaluate"] == 3
     rows = read_results(tmp_path / "run" / RESULTS_FILE)
-    assert {r["model"] for r in rows} == {"smollm2-135m"}
+    assert {r.cell.model for r in rows} == {"smollm2-135m"}
     assert write_report(tmp_path / "run").is_file()

@@ -84,9 +84,9 @@ def test_expansion_gives_baselines_then_every_combination(tmp_path: Path) -> Non
     assert [c.strategy for c in baselines] == ["benign", "aoa"]
     # 2 strategies x (none + mimic at 2 counts) x 2 seeds
     assert len(tuned) == 2 * 3 * 2
-    assert {(c.mitigation, c.amount_label) for c in tuned} == {("none", ""), ("mimic", "4"), ("mimic", "8")}
+    assert {(c.mitigation, c.key.amount_label) for c in tuned} == {("none", ""), ("mimic", "4"), ("mimic", "8")}
     assert len({c.id for c in cells}) == len(cells)
-    assert cells[-1].fields() == {
+    assert cells[-1].key.model_dump() == {
         "model": "smollm2-135m-aligned",
         "task": "piqa",
         "strategy": "aoa",
@@ -127,10 +127,8 @@ def test_results_name_an_aligned_model_by_its_recipe() -> None:
 
     quickstart = load_grid(REPO / "configs" / "quickstart.yaml")
     own = aligned_name("smollm2-135m", quickstart.section("alignment"))
-    assert {c.fields()["model"] for c in expand(quickstart)} == {own}
-    assert {c.fields()["model"] for c in expand(load_grid(REPO / "configs" / "paper-cpu.yaml"))} == {
-        "smollm2-135m-aligned"
-    }
+    assert {c.key.model for c in expand(quickstart)} == {own}
+    assert {c.key.model for c in expand(load_grid(REPO / "configs" / "paper-cpu.yaml"))} == {"smollm2-135m-aligned"}
 
 
 def test_a_mitigation_limited_to_some_strategies_skips_the_others(tmp_path: Path) -> None:
@@ -155,7 +153,7 @@ def test_two_entries_of_one_method_stay_apart_in_results_and_cache(tmp_path: Pat
     grid = load_yaml_config(GridConfig, write(tmp_path, {**GRID, "mitigations": mitigations, "seeds": [0]}))
     check_names(grid)
     cells = [c for c in expand(grid) if c.mitigation != BASELINE and c.strategy == "aoa"]
-    assert [c.fields()["mitigation"] for c in cells] == ["mimic placement=style", "mimic-in-task"]
+    assert [c.key.mitigation for c in cells] == ["mimic placement=style", "mimic-in-task"]
     assert len({c.id for c in cells}) == 2
     bad = {**GRID, "mitigations": [{"method": "mimic", "options": {"placement": "styel"}}]}
     with pytest.raises(MimicryError, match="placement"):

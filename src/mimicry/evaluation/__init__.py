@@ -4,7 +4,7 @@ Importing this package stays light (no torch, no transformers, no scikit-learn).
 """
 
 from mimicry.evaluation.judges import JUDGES, Judge, JudgeSpec, Verdict, build_judge, parse_judge_spec
-from mimicry.evaluation.suites import SUITES, EvalConfig, EvalSummary, SummaryRow, evaluate
+from mimicry.evaluation.suites import SUITES, EvalConfig, EvalSummary, MetricKey, MetricRow, evaluate
 
 __all__ = [
     "JUDGES",
@@ -13,7 +13,8 @@ __all__ = [
     "EvalSummary",
     "Judge",
     "JudgeSpec",
-    "SummaryRow",
+    "MetricKey",
+    "MetricRow",
     "Verdict",
     "build_judge",
     "evaluate",

@@ -12,9 +12,9 @@ import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mimicry.config import StrictModel, load_yaml_config, validate_config
 from mimicry.errors import MimicryError, unknown_name
@@ -149,6 +149,39 @@ class GridConfig(StrictModel):
         return hash_obj(self)
 
 
+class CellKey(BaseModel):
+    """How results name a cell: the columns of the results table and of `index.json` that say which cell.
+
+    `seed` None names a configuration pooled over its seeds, as the report aggregates it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    task: str
+    strategy: str
+    mitigation: str
+    amount_kind: Literal["count", "ratio"] | None = None
+    amount: float | None = None
+    seed: int | None = None
+
+    @property
+    def pooled(self) -> CellKey:
+        """This cell's configuration, over all its seeds."""
+        return self.model_copy(update={"seed": None})
+
+    @property
+    def amount_label(self) -> str:
+        if self.amount_kind is None or self.amount is None:
+            return ""
+        return f"{int(self.amount)}" if self.amount_kind == "count" else f"{self.amount:g}x"
+
+    @property
+    def label(self) -> str:
+        """The mitigation with its amount, as reports name it (`mimic 0.1x`, `generic 40`)."""
+        return f"{self.mitigation} {self.amount_label}" if self.amount_label else self.mitigation
+
+
 @dataclass(frozen=True)
 class Cell:
     """One point of the grid. A baseline cell evaluates the base model without fine-tuning."""
@@ -168,30 +201,27 @@ class Cell:
         return self.mitigation != BASELINE
 
     @property
-    def amount_label(self) -> str:
-        if self.amount_kind is None or self.amount is None:
-            return ""
-        return f"{int(self.amount)}" if self.amount_kind == "count" else f"{self.amount:g}x"
-
-    def fields(self) -> dict[str, Any]:
-        return {
-            "model": self.model.display,
-            "task": self.task,
-            "strategy": self.strategy,
-            "mitigation": self.label or self.mitigation,
-            "amount_kind": self.amount_kind,
-            "amount": self.amount,
-            "seed": self.seed,
-        }
+    def key(self) -> CellKey:
+        return CellKey(
+            model=self.model.display,
+            task=self.task,
+            strategy=self.strategy,
+            mitigation=self.label or self.mitigation,
+            amount_kind=self.amount_kind,
+            amount=self.amount,
+            seed=self.seed,
+        )
 
     @property
     def id(self) -> str:
-        return hash_obj({"fields": self.fields(), "model": self.model.model_dump(), "options": self.options}, 12)
+        return hash_obj(
+            {"fields": self.key.model_dump(), "model": self.model.model_dump(), "options": self.options}, 12
+        )
 
     def describe(self) -> str:
-        amount = f" {self.amount_label}" if self.amount_label else ""
+        key = self.key
         seed = f" seed {self.seed}" if self.fine_tuned else ""
-        return f"{self.model.display} {self.task} {self.strategy} {self.label or self.mitigation}{amount}{seed}"
+        return f"{key.model} {key.task} {key.strategy} {key.label}{seed}"
 
 
 def named_models(grid: GridConfig) -> list[ModelEntry]:

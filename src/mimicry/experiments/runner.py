@@ -19,7 +19,7 @@ from typing import Any
 from mimicry.errors import unknown_name
 from mimicry.experiments.estimate import GridEstimate, estimate_grid, write_timings
 from mimicry.experiments.grid import Cell, GridConfig, ModelEntry, check_names, expand
-from mimicry.experiments.results import RESULTS_FILE, write_results
+from mimicry.experiments.results import KEY_COLUMNS, RESULTS_FILE, ResultRow, write_results
 from mimicry.experiments.stages import STAGES, Inputs, input_identity, materialize
 from mimicry.experiments.store import Artifact, ArtifactStore, git_sha, package_versions
 from mimicry.records import atomic_write_text
@@ -165,7 +165,7 @@ class Runner:
         self.write_run_files()
         self.outcome.estimate = self.estimate(cells)
         index: list[dict[str, Any]] = []
-        rows: list[dict[str, Any]] = []
+        rows: list[ResultRow] = []
         with self.progress() as progress:
             overall = progress.add_task("grid", total=sum(self.stages_of(c) for c in cells))
             current = progress.add_task("cell", total=1)
@@ -188,7 +188,9 @@ class Runner:
                 progress.update(current, completed=self.stages_of(cell))
                 progress.advance(overall, self.stages_of(cell))
                 keys = {stage: a.key for stage, a in artifacts.items()}
-                index.append({"cell": cell.id, **cell.fields(), "fine_tuned": cell.fine_tuned, "artifacts": keys})
+                index.append(
+                    {"cell": cell.id, **cell.key.model_dump(), "fine_tuned": cell.fine_tuned, "artifacts": keys}
+                )
                 rows.extend(result_rows(cell, artifacts))
                 self.write_index(index)
                 self.outcome.results = write_results(self.run_dir / RESULTS_FILE, rows)
@@ -277,11 +279,12 @@ class Runner:
         atomic_write_text(self.run_dir / INDEX_FILE, json.dumps(index, indent=2) + "\n")
 
 
-def result_rows(cell: Cell, artifacts: dict[str, Artifact]) -> list[dict[str, Any]]:
-    evaluation = artifacts["evaluate"]
-    metrics = json.loads(evaluation.path("rows").read_text(encoding="utf-8"))
-    keys = {f"{'eval' if stage == 'evaluate' else stage}_key": a.key for stage, a in artifacts.items()}
-    return [{"cell_id": cell.id, **cell.fields(), "fine_tuned": int(cell.fine_tuned), **m, **keys} for m in metrics]
+def result_rows(cell: Cell, artifacts: dict[str, Artifact]) -> list[ResultRow]:
+    """The cell's rows: the evaluate artifact's `MetricRow`s with the cell and its artifact keys."""
+    metrics = json.loads(artifacts["evaluate"].path("rows").read_text(encoding="utf-8"))
+    keys = {KEY_COLUMNS[stage]: a.key for stage, a in artifacts.items()}
+    context = {"cell_id": cell.id, "cell": cell.key, "fine_tuned": cell.fine_tuned, **keys}
+    return [ResultRow.model_validate({**m, **context}) for m in metrics]
 
 
 def used_data_files(grid: GridConfig) -> set[str]:

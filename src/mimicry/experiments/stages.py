@@ -349,28 +349,9 @@ class EvaluateStage(BaseStage):
             EvalConfig.model_validate(dict(config["evaluation"])),
             out_dir / "eval",
         )
-        rows = [_row_dict(r) for r in summary.rows]
+        rows = [r.model_dump() for r in summary.rows]  # `MetricRow`s, read back by `result_rows`
         atomic_write_text(out_dir / "rows.json", json.dumps(rows, indent=2) + "\n")
         return {"rows": "rows.json", "metrics": len(rows)}
-
-
-ROW_FIELDS = (
-    "suite",
-    "metric",
-    "set",
-    "presentation",
-    "judge",
-    "value",
-    "ci_low",
-    "ci_high",
-    "n",
-    "unparsed",
-)
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    data = row.model_dump() if hasattr(row, "model_dump") else row if isinstance(row, Mapping) else vars(row)
-    return {f: data.get(f) for f in ROW_FIELDS}
 
 
 for _stage in (AlignStage(), BuildStage(), MixStage(), TrainStage(), EvaluateStage()):
