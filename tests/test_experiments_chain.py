@@ -105,9 +105,7 @@ def test_each_stage_runs_once_and_identical_data_is_trained_once(first_run: Firs
     assert {r.presentation for r in asr} == {"plain", "in-format"}
     assert all(0 <= r.value <= 1 and r.ci_low <= r.value <= r.ci_high for r in asr)
     # the generation budget behind each number reaches the table
-    assert {r.max_new_tokens for r in rows if r.suite == "harm"} == {
-        first_run.grid.section("evaluation").max_new_tokens
-    }
+    assert {r.max_new_tokens for r in rows if r.suite == "harm"} == {first_run.grid.evaluation.max_new_tokens}
     index = json.loads((first_run.run_dir / INDEX_FILE).read_text())
     assert len(index["cells"]) == len(expand(first_run.grid)) == 4
     by_mitigation = {c["mitigation"]: c["artifacts"] for c in index["cells"]}
@@ -138,7 +136,7 @@ def test_changing_an_eval_setting_recomputes_only_evaluation(
         update={
             "baseline": False,
             "mitigations": grid.mitigations[:1],
-            "evaluation": {**grid.evaluation, "max_new_tokens": 4},
+            "evaluation": grid.evaluation.model_copy(update={"max_new_tokens": 4}),
         }
     )
     outcome = run_grid(changed, tmp_path / "run", show_progress=False)
@@ -260,8 +258,8 @@ def test_quickstart_slice_end_to_end_on_smollm2(tmp_path: Path) -> None:
         update={
             "strategies": ["aoa"],
             "data": grid.data.model_copy(update={"limit": 16}),
-            "training": {**grid.training, "max_steps": 2},
-            "evaluation": {**grid.evaluation, "limit": 4, "advbench_sample": 4, "max_new_tokens": 16},
+            "training": grid.training.model_copy(update={"max_steps": 2}),
+            "evaluation": grid.evaluation.model_copy(update={"limit": 4, "advbench_sample": 4, "max_new_tokens": 16}),
         }
     )
     outcome = run_grid(small, tmp_path / "run", skip_align=True, show_progress=False)

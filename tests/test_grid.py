@@ -45,9 +45,8 @@ def test_an_unknown_nested_key_names_the_nearest_valid_one(tmp_path: Path) -> No
 
 
 def test_stage_sections_are_checked_against_the_stage_configs(tmp_path: Path) -> None:
-    grid = load_yaml_config(GridConfig, write(tmp_path, {**GRID, "training": {"learning_rat": 1e-4}}))
-    with pytest.raises(MimicryError, match=r"learning_rat: unknown key\. Did you mean 'learning_rate'\?"):
-        check_names(grid)
+    with pytest.raises(MimicryError, match=r"training\.learning_rat: unknown key\. Did you mean 'learning_rate'\?"):
+        load_yaml_config(GridConfig, write(tmp_path, {**GRID, "training": {"learning_rat": 1e-4}}))
     options = {**GRID, "mitigations": [{"method": "mimic", "counts": [4], "options": {"mimc": {}}}]}
     with pytest.raises(MimicryError, match=r"Did you mean 'mimic'\?"):
         check_names(load_yaml_config(GridConfig, write(tmp_path, options)))
@@ -114,9 +113,7 @@ def test_quickstart_aligns_with_its_own_smaller_recipe_under_its_own_name() -> N
     """The quickstart's quick recipe must never overwrite the default aligned model of paper-cpu."""
     from mimicry.training.alignment import AlignConfig, aligned_name
 
-    quickstart, paper = (
-        load_grid(REPO / "configs" / f"{name}.yaml").section("alignment") for name in ("quickstart", "paper-cpu")
-    )
+    quickstart, paper = (load_grid(REPO / "configs" / f"{name}.yaml").alignment for name in ("quickstart", "paper-cpu"))
     assert paper == AlignConfig()
     assert aligned_name("smollm2-135m", quickstart) != aligned_name("smollm2-135m", paper)
     assert quickstart.safety_pairs + sum(quickstart.benign.values()) < paper.safety_pairs + sum(paper.benign.values())
@@ -126,7 +123,7 @@ def test_results_name_an_aligned_model_by_its_recipe() -> None:
     from mimicry.training.alignment import aligned_name
 
     quickstart = load_grid(REPO / "configs" / "quickstart.yaml")
-    own = aligned_name("smollm2-135m", quickstart.section("alignment"))
+    own = aligned_name("smollm2-135m", quickstart.alignment)
     assert {c.key.model for c in expand(quickstart)} == {own}
     assert {c.key.model for c in expand(load_grid(REPO / "configs" / "paper-cpu.yaml"))} == {"smollm2-135m-aligned"}
 

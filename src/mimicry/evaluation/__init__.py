@@ -4,12 +4,13 @@ Importing this package stays light (no torch, no transformers, no scikit-learn).
 """
 
 from mimicry.evaluation.judges import JUDGES, Judge, JudgeSpec, Verdict, build_judge, parse_judge_spec
-from mimicry.evaluation.suites import SUITES, EvalConfig, EvalSummary, MetricKey, MetricRow, evaluate
+from mimicry.evaluation.suites import SUITES, EvalConfig, EvalSpec, EvalSummary, MetricKey, MetricRow, evaluate
 
 __all__ = [
     "JUDGES",
     "SUITES",
     "EvalConfig",
+    "EvalSpec",
     "EvalSummary",
     "Judge",
     "JudgeSpec",

@@ -36,7 +36,7 @@ from mimicry.evaluation.judges import (
 from mimicry.evaluation.metrics import bootstrap_ci, bootstrap_kappa_ci, cohen_kappa, mean
 from mimicry.evaluation.refusal import is_refusal_reply
 from mimicry.evaluation.store import RecordStore
-from mimicry.generation.base import GenerationBackend, GenerationConfig
+from mimicry.generation.base import GenerationBackend, GenerationConfig, GenerationSettings
 from mimicry.hashing import hash_obj
 from mimicry.records import Message, atomic_write_text
 from mimicry.registry import Registry
@@ -64,6 +64,20 @@ class EvalConfig(StrictModel):
     seed: int = 0
     advbench_sample: int | None = Field(100, gt=0)
     task_split: str = "test"
+
+
+class EvalSpec(StrictModel):
+    """The evaluate stage's settings: which suites, in which strategy's format, with which backend.
+
+    `inference_system_prompt` is the provider's prompt at test time (PTST, BackdoorAlign), if any.
+    """
+
+    task: str
+    strategy: str
+    suites: list[str]
+    inference_system_prompt: str | None = None
+    evaluation: EvalConfig = EvalConfig()
+    generation: GenerationSettings = GenerationSettings()
 
 
 class MetricKey(NamedTuple):

@@ -1,14 +1,13 @@
 """The experiment grid: model x task x strategy x mitigation (with its amount) x seed.
 
 A grid is YAML validated into `GridConfig`; every section rejects unknown keys and names the
-nearest valid one. The training, alignment and evaluation sections are validated against the
-configs of the stages that consume them (`SFTConfig`, `AlignConfig`, `EvalConfig`), so a typo
-there fails before any work starts, too.
+nearest valid one. The training, alignment, evaluation and generation sections are the specs of
+the stages that consume them (`SFTConfig`, `AlignConfig`, `EvalConfig`, `GenerationSettings`),
+owned by their packages, so a typo there fails before any work starts, too.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,29 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mimicry.config import StrictModel, load_yaml_config, validate_config
 from mimicry.errors import MimicryError, unknown_name
+from mimicry.evaluation.suites import EvalConfig
+from mimicry.generation.base import GenerationSettings
 from mimicry.hashing import hash_obj
-
-# Sections of the grid owned by other stages: (module, class) resolved lazily, so importing the
-# grid does not import the training or evaluation packages.
-SECTION_SCHEMAS: dict[str, tuple[str, str]] = {
-    "training": ("mimicry.training.sft", "SFTConfig"),
-    "alignment": ("mimicry.training.alignment", "AlignConfig"),
-    "evaluation": ("mimicry.evaluation.suites", "EvalConfig"),
-}
+from mimicry.training.alignment import AlignConfig
+from mimicry.training.sft import SFTConfig
 
 BASELINE = "baseline"  # the mitigation label of the rows of a model that was not fine-tuned
-
-
-def section_schema(section: str) -> type[StrictModel]:
-    module, name = SECTION_SCHEMAS[section]
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise MimicryError(f"the {section} settings need {module}.{name}, which is unavailable: {err}") from None
-
-
-def validate_section(section: str, data: dict[str, Any], source: str = "grid") -> StrictModel:
-    return validate_config(section_schema(section), data, f"{source}, section {section!r}")
 
 
 class ModelEntry(StrictModel):
@@ -99,13 +82,6 @@ class DataSettings(StrictModel):
     sample_seed: int = 0  # fixed across training seeds, so seeds vary training only
 
 
-class GenerationSettings(StrictModel):
-    """Which generation backend evaluation uses (transformers here, vllm on GPUs)."""
-
-    backend: str = "transformers"
-    options: dict[str, Any] = {}
-
-
 _GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -119,9 +95,9 @@ class GridConfig(StrictModel):
     seeds: list[int] = [0]
     suites: list[str] = ["harm", "overrefusal", "task"]
     data: DataSettings = DataSettings()
-    training: dict[str, Any] = {}
-    alignment: dict[str, Any] = {}
-    evaluation: dict[str, Any] = {}
+    training: SFTConfig = SFTConfig()
+    alignment: AlignConfig = AlignConfig()  # the recipe of the models with `align: true`
+    evaluation: EvalConfig = EvalConfig()
     generation: GenerationSettings = GenerationSettings()
     baseline: bool = True  # also evaluate each (aligned) base model, unfine-tuned, in each strategy's format
 
@@ -141,9 +117,6 @@ class GridConfig(StrictModel):
             if not getattr(self, axis):
                 raise ValueError(f"the grid needs at least one entry in {axis!r}")
         return self
-
-    def section(self, name: str) -> StrictModel:
-        return validate_section(name, getattr(self, name), self.name)
 
     def config_hash(self) -> str:
         return hash_obj(self)
@@ -228,9 +201,9 @@ def named_models(grid: GridConfig) -> list[ModelEntry]:
     """The grid's models, an aligned one labelled as the alignment stage names it when the grid
     has a recipe of its own (`smollm2-135m-aligned-1a2b3c4d`), so results never pass it off as
     the default aligned model."""
-    from mimicry.training.alignment import AlignConfig, aligned_name
+    from mimicry.training.alignment import aligned_name
 
-    recipe = grid.section("alignment")
+    recipe = grid.alignment
     if recipe == AlignConfig():  # unlabelled, so the default recipe's cells keep their ids
         return list(grid.models)
     return [
@@ -296,9 +269,6 @@ def check_names(grid: GridConfig) -> None:
             if strategy not in grid.strategies:
                 raise unknown_name(f"strategy of mitigations[{i}]", strategy, grid.strategies)
         validate_config(MixConfig, mitigation.options, f"{grid.name}, mitigations[{i}].options")
-    for section in SECTION_SCHEMAS:
-        if section != "alignment" or any(m.align for m in grid.models):
-            grid.section(section)
 
 
 def load_grid(path: str | Path) -> GridConfig:
