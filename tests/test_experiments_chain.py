@@ -265,3 +265,39 @@ def test_quickstart_slice_end_to_end_on_smollm2(tmp_path: Path) -> None:
     rows = read_results(tmp_path / "run" / RESULTS_FILE)
     assert {r["model"] for r in rows} == {"smollm2-135m"}
     assert write_report(tmp_path / "run").is_file()
+
+
+@pytest.mark.parametrize("method", ["ptst", "backdoor"])
+def test_the_grid_sends_every_evaluation_prompt_under_the_inference_system_prompt(
+    first_run: FirstRun, shared_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """PTST and BackdoorAlign cells must generate under their test-time system prompt, replacing the
+    prompt's own (#15); read off the prompts the model itself received."""
+    from mimicry.generation.transformers_backend import TransformersBackend
+    from mimicry.mitigations import mix
+    from mimicry.strategies import build_conversations
+
+    sent: list[list[Message]] = []
+    real_generate = TransformersBackend.generate
+
+    def recording(self, prompts, config):
+        sent.extend(list(p) for p in prompts)
+        return real_generate(self, prompts, config)
+
+    monkeypatch.setattr(TransformersBackend, "generate", recording)
+    grid = first_run.grid.model_copy(
+        update={
+            "baseline": False,
+            "mitigations": [MitigationEntry(method=method, counts=[2] if method == "backdoor" else [])],
+            "evaluation": {**first_run.grid.evaluation, "max_new_tokens": 2, "task_max_new_tokens": 2},
+        }
+    )
+    outcome = run_grid(grid, tmp_path / "run", show_progress=False)
+    assert outcome.computed["evaluate"] == 1
+    user = build_conversations("piqa", "aoa", "train", limit=4, seed=0)
+    expected = mix(user, method, count=2 if method == "backdoor" else None, seed=0).inference_system_prompt
+    assert expected and sent
+    # harm and over-refusal (plain, in-format) and the task: 2 prompts each
+    assert len(sent) == 10
+    assert all(p[0] == Message(role="system", content=expected) for p in sent)
+    assert all([m.role for m in p[1:]] in (["user"], ["user", "assistant"]) for p in sent)
