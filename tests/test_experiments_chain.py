@@ -279,6 +279,16 @@ def test_cli_eval_with_the_mix_system_prompt_reproduces_the_grid_ptst_cell(
         assert record["messages"][0]["content"] != mixed.outputs["inference_system_prompt"]
 
 
+def test_the_build_stage_writes_what_mimicry_build_writes(tmp_path: Path) -> None:
+    """The grid's user data and `mimicry build --with-meta` agree byte for byte (AutoIF: the template converter)."""
+    config = {"task": "piqa", "strategy": "aoa+autoif", "split": "train", "limit": 5, "sample_seed": 3}
+    outputs = STAGES.get("build").run({}, config, tmp_path)
+    cli_out = tmp_path / "cli.jsonl"
+    args = ["build", "--task", "piqa", "--strategy", "aoa+autoif", "--limit", "5", "--seed", "3", "--with-meta"]
+    assert main([*args, "--out", str(cli_out)]) == 0
+    assert outputs["rows"] == 5 and (tmp_path / "data.jsonl").read_bytes() == cli_out.read_bytes()
+
+
 def test_system_prompt_from_reads_the_mix_report_of_mimicry_mix(tmp_path: Path, capsys) -> None:
     from mimicry.cli.eval_cmd import inference_system_prompt
 

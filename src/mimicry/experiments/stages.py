@@ -212,12 +212,13 @@ class BuildStage(BaseStage):
 
     def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
         from mimicry.records import write_conversations
-        from mimicry.strategies import get_strategy
-        from mimicry.tasks import load_task
+        from mimicry.strategies import build_conversations
 
-        strategy = get_strategy(config["strategy"])
-        examples = load_task(config["task"]).examples(config["split"], config["limit"], config["sample_seed"])
-        rows = write_conversations(out_dir / "data.jsonl", [strategy.render(e) for e in examples], with_meta=True)
+        # The grid renders AutoIF answers with the template converter, as `mimicry build` does by default.
+        conversations = build_conversations(
+            config["task"], config["strategy"], config["split"], config["limit"], config["sample_seed"], converter=None
+        )
+        rows = write_conversations(out_dir / "data.jsonl", conversations, with_meta=True)
         return {"data": "data.jsonl", "rows": rows, CONTENT_OUTPUT: sha256_file(out_dir / "data.jsonl")}
 
 
