@@ -145,15 +145,14 @@ class BaseStage:
 
     def identity(self, inputs: Inputs, config: Config) -> dict[str, Any]:
         """Everything the output depends on; recorded in the manifest and hashed into the key."""
-        from mimicry.data.root import data_root
+        from mimicry.provenance import data_checksums
 
-        sums = data_root().expected_checksums()
         return {
             "stage": self.name,
             "version": self.version,
             "config": dict(config),
             "inputs": {name: input_identity(value) for name, value in sorted(inputs.items())},
-            "data": {f: sums.get(f) for f in sorted(self.data_files(inputs, config))},
+            "data": data_checksums(self.data_files(inputs, config)),
         }
 
     def key(self, inputs: Inputs, config: Config) -> str:
