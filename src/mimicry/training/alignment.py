@@ -191,17 +191,6 @@ def _is_evaluation_prompt(text: str) -> bool:
     return evaluation_index().is_duplicate(text)
 
 
-def sample_prompts(set_name: str, max_prompts: int | None, seed: int) -> list[str]:
-    """A seeded sample of a prompt set (sets are ordered by category, so never the first N)."""
-    from mimicry.data.sources import load_prompt_set
-
-    prompts = [p.text for p in load_prompt_set(set_name)]
-    if max_prompts is None or max_prompts >= len(prompts):
-        return prompts
-    keep = sorted(random.Random(seed).sample(range(len(prompts)), max_prompts))
-    return [prompts[i] for i in keep]
-
-
 def measure_refusal_rates(
     model: str,
     config: RefusalEvalConfig,
