@@ -67,6 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--harm-sets", help="comma-separated harmful prompt sets")
     ev.add_argument("--overrefusal-sets", help="comma-separated safe prompt sets")
     ev.add_argument("--out-dir", "--out", dest="out", help="output directory (default: artifacts/eval/<hash>)")
+    ev.add_argument(
+        "--labels",
+        help="compare: reader labels (JSONL from export-labels, labelled) to compare by instead of a judge",
+    )
     ev.add_argument("--json", action="store_true", help="compare: print the rows as JSON")
     ev.add_argument("--write", help="validate-judges: write the markdown report to this file (same as --out)")
     ev.set_defaults(handler=eval_handler)
@@ -239,8 +243,10 @@ def compare_handler(args: argparse.Namespace) -> int:
 
     dirs = _csv(args.target or "")
     if len(dirs) != 2:
-        raise MimicryError("usage: mimicry eval compare EVAL_DIR_A,EVAL_DIR_B [--judge keyword] [--json]")
-    rows = compare_evaluations(Path(dirs[0]), Path(dirs[1]), args.judge or "keyword")
+        raise MimicryError(
+            "usage: mimicry eval compare EVAL_DIR_A,EVAL_DIR_B [--judge keyword | --labels L.jsonl[,...]] [--json]"
+        )
+    rows = compare_evaluations(Path(dirs[0]), Path(dirs[1]), args.judge or "keyword", _csv(args.labels or ""))
     if args.json:
         out.print_json(json.dumps([r.model_dump() for r in rows]))
         return 0
