@@ -302,6 +302,20 @@ def test_system_prompt_from_reads_the_mix_report_of_mimicry_mix(tmp_path: Path, 
     assert "no mix report at" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--backend-option", "oops"], "--backend-option takes KEY=VALUE"),
+        (["--backend", "vllm", "--precision", "bf16"], "--precision applies to the transformers backend"),
+        (["--backend", "nope"], "unknown generation backend 'nope'"),
+        (["--backend-option", "colour=red"], "unknown option of the transformers backend 'colour'"),
+    ],
+)
+def test_eval_backend_flags_fail_before_any_model_loads(flags: list[str], message: str, capsys) -> None:
+    assert main(["eval", "--model", "not-loaded", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_dry_run_of_the_whole_gpu_grid(tmp_path: Path) -> None:
     outcome = run_grid(

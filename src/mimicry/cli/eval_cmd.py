@@ -46,8 +46,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--precision",
         choices=["auto", "bf16", "fp32"],
-        default="auto",
-        help="local generation: auto (bf16 where this machine runs it measurably faster), bf16 or fp32",
+        help="transformers backend: auto (default; bf16 where this machine runs it measurably faster), bf16 or fp32",
+    )
+    ev.add_argument(
+        "--backend",
+        default="transformers",
+        help="generation backend, as a grid's `generation.backend`: transformers (default), vllm or openai",
+    )
+    ev.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the backend, as in a grid's `generation.options` (repeatable; VALUE read as YAML), "
+        "e.g. --backend-option max_lora_rank=64",
     )
     system = ev.add_mutually_exclusive_group()
     system.add_argument(
@@ -157,7 +169,7 @@ def eval_handler(args: argparse.Namespace) -> int:
     system_prompt = args.system_prompt or (
         inference_system_prompt(args.system_prompt_from) if args.system_prompt_from else None
     )
-    backend = with_system_prompt(get_backend("transformers", args.model, precision=args.precision), system_prompt)
+    backend = with_system_prompt(get_backend(args.backend, args.model, **backend_options(args)), system_prompt)
     identity = {"model": args.model, "strategy": args.strategy, "task": args.task}
     if system_prompt:  # default directories of runs without a system prompt keep their names
         identity["system_prompt"] = system_prompt
@@ -165,6 +177,31 @@ def eval_handler(args: argparse.Namespace) -> int:
     summary = evaluate(backend, args.suite, task=args.task, strategy=args.strategy, config=config, out_dir=out)
     print_summary(summary)
     return 0
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    """`--backend-option KEY=VALUE` pairs (values read as YAML), with `--precision` for transformers."""
+    import yaml
+
+    from mimicry.errors import MimicryError
+
+    options: dict = {}
+    for pair in args.backend_option:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise MimicryError(f"--backend-option takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise MimicryError(f"--backend-option {pair!r}: the value is not valid YAML") from None
+    if args.precision is not None:
+        if args.backend != "transformers":
+            raise MimicryError(
+                f"--precision applies to the transformers backend; give {args.backend}'s own setting with "
+                "--backend-option (vllm: dtype=bfloat16)"
+            )
+        options["precision"] = args.precision
+    return options
 
 
 MIX_REPORT_NAMES = ("mix_report.json",)  # what a grid's mix artifact directory holds
