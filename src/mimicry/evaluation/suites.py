@@ -14,7 +14,6 @@ summary (`summary.json`) carries seeded bootstrap 95% intervals.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -40,6 +39,7 @@ from mimicry.generation.base import GenerationBackend, GenerationConfig
 from mimicry.hashing import hash_obj
 from mimicry.records import Message, atomic_write_text
 from mimicry.registry import Registry
+from mimicry.sampling import seeded_sample
 
 Presentation = Literal["plain", "in-format"]
 DEFAULT_HARM_SETS = ["harmful_instructions", "harmful_questions", "advbench"]
@@ -226,14 +226,6 @@ def judge_generations(
     return out
 
 
-def _select(items: list[Any], limit: int | None, seed: int) -> list[Any]:
-    """A seeded sample of `limit` items, kept in their original order (stable across reruns)."""
-    if limit is None or limit >= len(items):
-        return items
-    chosen = sorted(random.Random(seed).sample(range(len(items)), limit))
-    return [items[i] for i in chosen]
-
-
 def _presentations(ctx: EvalContext) -> list[str]:
     """In-format is dropped when there is no strategy or its scaffold is just the plain user turn."""
     chosen = list(dict.fromkeys(ctx.config.presentations))
@@ -268,8 +260,8 @@ def _prompt_items(ctx: EvalContext, suite: str, set_names: Sequence[str]) -> lis
     for name in set_names:
         prompts = load_prompt_set(name)
         if name == "advbench":
-            prompts = _select(prompts, ctx.config.advbench_sample, ctx.config.seed)
-        prompts = _select(prompts, ctx.config.limit, ctx.config.seed)
+            prompts = seeded_sample(prompts, ctx.config.advbench_sample, ctx.config.seed)
+        prompts = seeded_sample(prompts, ctx.config.limit, ctx.config.seed)
         for presentation in _presentations(ctx):
             for p in prompts:
                 messages = (

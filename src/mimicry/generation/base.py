@@ -54,4 +54,21 @@ def get_backend(backend: str, model: str, **options: object) -> GenerationBacken
     if backend not in BACKEND_MODULES:
         raise unknown_name("generation backend", backend, BACKEND_MODULES)
     importlib.import_module(BACKEND_MODULES[backend])
-    return BACKENDS.get(backend)(model, **options)
+    factory = BACKENDS.get(backend)
+    check_options(backend, factory, options)
+    return factory(model, **options)
+
+
+def check_options(backend: str, factory: object, options: dict[str, object]) -> None:
+    """A factory with named keyword options rejects others with the list it takes, not a TypeError."""
+    import inspect
+
+    from mimicry.errors import unknown_name
+
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return  # the backend validates its own options (a typed config)
+    known = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+    for name in options:
+        if name not in known:
+            raise unknown_name(f"option of the {backend} backend", name, known)
