@@ -40,7 +40,7 @@ class Stage(Protocol):
     def is_valid(self, artifact: Artifact) -> bool: ...
 
 
-STAGES: Registry[Stage] = Registry("stage")
+STAGES: Registry[Stage] = Registry("stage", base=Stage)
 
 
 def materialize(store: ArtifactStore, stage: Stage, inputs: Inputs, config: Config) -> tuple[Artifact, bool]:

@@ -35,25 +35,16 @@ class GenerationBackend(Protocol):
     def generate(self, prompts: Sequence[Sequence[Message]], config: GenerationConfig) -> list[str]: ...
 
 
-# Backends register themselves here when their module is imported; BACKEND_MODULES says which
-# module to import for a name, so heavy libraries load only for the backend in use.
-BACKENDS: Registry = Registry("generation backend")
-BACKEND_MODULES = {
-    "transformers": "mimicry.generation.transformers_backend",
-    "vllm": "mimicry.generation.vllm_backend",
-    "openai": "mimicry.generation.openai_backend",
-}
+# Each backend is a class built as `cls(model, **options)`, named lazily so that heavy libraries
+# load only for the backend in use.
+BACKENDS: Registry[type[GenerationBackend]] = Registry("generation backend", base=GenerationBackend)
+BACKENDS.add_lazy("transformers", "mimicry.generation.transformers_backend:TransformersBackend")
+BACKENDS.add_lazy("vllm", "mimicry.generation.vllm_backend:VLLMBackend")
+BACKENDS.add_lazy("openai", "mimicry.generation.openai_backend:OpenAIBackend")
 
 
 def get_backend(backend: str, model: str, **options: object) -> GenerationBackend:
-    """Build a backend by name: `factory(model, **options)` registered in its module."""
-    import importlib
-
-    from mimicry.errors import unknown_name
-
-    if backend not in BACKEND_MODULES:
-        raise unknown_name("generation backend", backend, BACKEND_MODULES)
-    importlib.import_module(BACKEND_MODULES[backend])
+    """Build a backend by name; an option the backend does not take is named, not a TypeError."""
     factory = BACKENDS.get(backend)
     check_options(backend, factory, options)
     return factory(model, **options)
