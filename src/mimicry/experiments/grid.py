@@ -248,7 +248,7 @@ def expand(grid: GridConfig) -> list[Cell]:
 
 def check_names(grid: GridConfig) -> None:
     """Fail early on an unknown task, strategy, mitigation or suite, listing the valid ones."""
-    from mimicry.generation.base import BACKEND_MODULES
+    from mimicry.generation.base import BACKENDS
     from mimicry.mitigations import MITIGATIONS, MixConfig
     from mimicry.strategies import get_strategy
     from mimicry.tasks import load_task
@@ -259,8 +259,8 @@ def check_names(grid: GridConfig) -> None:
             raise MimicryError(
                 f"task {task!r} has no split {grid.data.split!r} (data.split); it has {', '.join(spec.split_names())}"
             )
-    if grid.generation.backend not in BACKEND_MODULES:
-        raise unknown_name("generation backend", grid.generation.backend, BACKEND_MODULES)
+    if grid.generation.backend not in BACKENDS:
+        raise unknown_name("generation backend", grid.generation.backend, BACKENDS)
     for strategy in grid.strategies:
         get_strategy(strategy)
     for i, mitigation in enumerate(grid.mitigations):

@@ -24,8 +24,9 @@ from mimicry.experiments.estimate import GridEstimate, estimate_grid, write_timi
 from mimicry.experiments.grid import Cell, GridConfig, ModelEntry, check_names, expand
 from mimicry.experiments.results import KEY_COLUMNS, RESULTS_FILE, ResultRow, write_results
 from mimicry.experiments.stages import STAGES, Inputs, input_identity, materialize
-from mimicry.experiments.store import Artifact, ArtifactStore, git_sha, package_versions
+from mimicry.experiments.store import Artifact, ArtifactStore
 from mimicry.mitigations import MixSpec
+from mimicry.provenance import data_checksums, git_sha, package_versions
 from mimicry.records import atomic_write_text
 from mimicry.strategies import BuildSpec
 from mimicry.training.sft import SFTConfig
@@ -253,15 +254,13 @@ class Runner:
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "grid.json", self.grid.model_dump_json(indent=2) + "\n")
-        sums = data_root().expected_checksums()
-        files = sorted(self.used_data_files())
         provenance = {
             "grid": self.grid.name,
             "config_hash": self.grid.config_hash(),
             "models": [m.model_dump() for m in self.grid.models],
             "model_identities": {m.name: input_identity(m.name) for m in self.grid.models},
             "data_root": str(data_root().path),
-            "data_checksums": {f: sums.get(f) for f in files},
+            "data_checksums": data_checksums(self.used_data_files()),
             "package_versions": package_versions(),
             "git_sha": git_sha(),
             "artifacts_root": str(self.store.root),
