@@ -257,3 +257,23 @@ def test_a_table_written_before_the_row_model_reads_and_reports_the_same(
     assert old == read_results(run_dir / RESULTS_FILE)
     assert {r.max_new_tokens for r in old} == {None}
     assert write_report(old_dir).read_text() == write_report(run_dir).read_text()
+
+
+def test_an_evaluate_artifact_cached_before_the_row_model_still_gives_result_rows(tmp_path: Path) -> None:
+    """`rows.json` of an evaluate artifact written before #15 has no `max_new_tokens`: its rows read, unset."""
+    from mimicry.experiments.grid import Cell, ModelEntry
+    from mimicry.experiments.runner import result_rows
+    from mimicry.experiments.store import Artifact
+
+    old_fields = ("suite", "metric", "set", "presentation", "judge", "value", "ci_low", "ci_high", "n", "unparsed")
+    rows = [{f: r[f] for f in old_fields} for r in fixture_rows()[:3]]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    evaluation = Artifact("evaluate", "e1", tmp_path, {"outputs": {"rows": "rows.json"}})
+    train = Artifact("train", "t1", tmp_path, {"outputs": {}})
+    cell = Cell(ModelEntry(name="fixture-model"), "piqa", "aoa", "mimic", "ratio", 0.1, 1)
+    got = result_rows(cell, {"train": train, "evaluate": evaluation})
+    assert [r.model_dump(include=set(old_fields)) for r in got] == rows
+    assert {(r.cell, r.cell_id, r.eval_key, r.train_key, r.mix_key, r.max_new_tokens) for r in got} == {
+        (cell.key, cell.id, "e1", "t1", None, None)
+    }
+    assert got[0].cell.label == "mimic 0.1x" and got[0].fine_tuned
