@@ -47,8 +47,8 @@ def test_a_killed_worker_and_a_restarted_server_lose_nothing(tmp_path, smollm2_t
                     "harmful_prompts": 3,
                     "safe_prompts": 3,
                     "max_new_tokens": 4,
-                    "max_asr": 1.0,
-                    "max_overrefusal": 1.0,
+                    "max_asr_increase": 1.0,
+                    "max_overrefusal_increase": 1.0,
                 },
                 "training": {
                     "max_steps": 100,

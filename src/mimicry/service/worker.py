@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from mimicry.console import info, warn
-from mimicry.service.db import Checkpoint, File, Job, JobEvent, TunedModel, new_id, now
+from mimicry.service.db import Checkpoint, File, GateBaseline, Job, JobEvent, TunedModel, new_id, now
 from mimicry.service.gate import JobContext, JobFailed, Stopped, run_guard
 from mimicry.service.runtime import Runtime
 from mimicry.service.storage import CorruptArtifact
@@ -50,6 +51,27 @@ def add_event(
                 data=data,
             )
         )
+
+
+class DbBaselineCache:
+    """The gate's base-model answers in the database, so every worker measures a base once per prompt."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def get(self, keys: list[str] | Any) -> dict[str, dict[str, Any]]:
+        with self.rt.db.session() as s:
+            rows = s.scalars(select(GateBaseline).where(GateBaseline.key.in_(list(keys))))
+            return {r.key: r.record for r in rows}
+
+    def put(self, base: str, records: dict[str, dict[str, Any]]) -> None:
+        """Insert the answers not there yet; a worker that wrote the same keys meanwhile wins the race."""
+        try:
+            with self.rt.db.session.begin() as s:
+                there = set(s.scalars(select(GateBaseline.key).where(GateBaseline.key.in_(list(records)))))
+                s.add_all(GateBaseline(key=k, base=base, record=r) for k, r in records.items() if k not in there)
+        except IntegrityError:
+            pass  # the other worker's rows are answers to the same prompts by the same weights
 
 
 def _claimable(t: float) -> Any:
@@ -159,6 +181,7 @@ class Worker:
                 event=lambda message, **kw: add_event(rt, job, message, **kw),
                 checkpoint=lambda step, metrics: self._checkpoint(job, step, metrics),
                 should_stop=heartbeat.stop.is_set,
+                baseline=DbBaselineCache(rt),
             )
             outcome = run_guard(ctx, check.conversations, rt.policy)
             if outcome.decision == "release":
