@@ -111,6 +111,10 @@ def test_the_guarded_job_releases_a_model_the_user_can_chat_with(service, releas
         "Model released",
     ):
         assert stage in text, stage
+    check = next(e for e in events if e.message.startswith("Safety check")).data
+    assert check["harmful_prompts"] == 3 and check["safe_prompts"] == 3
+    assert check["asr_increase"] == pytest.approx(check["in_format_asr"] - check["base_in_format_asr"])
+    assert check["max_asr_increase"] == 1.0 and check["max_asr"] is None
     audit = next(e for e in events if e.message.startswith("Audit"))
     assert audit.data["risk_score"] >= 0.25 and audit.data["reasons"]  # AOA's persona is flagged
     checkpoints = service.a.fine_tuning.jobs.checkpoints.list(job.id).data
@@ -121,11 +125,29 @@ def test_the_guarded_job_releases_a_model_the_user_can_chat_with(service, releas
         model=job.fine_tuned_model, max_tokens=5, messages=[{"role": "user", "content": "Hello"}]
     )
     assert reply.choices[0].message.role == "assistant" and reply.usage.completion_tokens >= 1
-    stream = service.a.chat.completions.create(
-        model=job.fine_tuned_model, max_tokens=5, stream=True, messages=[{"role": "user", "content": "Hello"}]
+
+
+def test_streamed_chat_joins_to_the_same_greedy_text(service, released):
+    """stream=True through the openai client: several content chunks, joined equal to the
+    non-streaming reply (greedy), also when a stop string cuts it; the usage chunk when asked."""
+    model, hello = released[1].fine_tuned_model, [{"role": "user", "content": "Hello"}]
+    reply = service.a.chat.completions.create(model=model, max_tokens=24, messages=hello)
+    text = reply.choices[0].message.content
+    chunks = list(
+        service.a.chat.completions.create(
+            model=model, max_tokens=24, messages=hello, stream=True, stream_options={"include_usage": True}
+        )
     )
-    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
-    assert streamed == reply.choices[0].message.content
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 1 and "".join(pieces) == text
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    cut = service.a.chat.completions.create(model=model, max_tokens=24, messages=hello, stop=[stop])
+    streamed = service.a.chat.completions.create(model=model, max_tokens=24, messages=hello, stop=[stop], stream=True)
+    joined = "".join(c.choices[0].delta.content or "" for c in streamed)
+    assert joined == cut.choices[0].message.content == text[: text.find(stop)]
 
 
 def test_nothing_the_provider_adds_reaches_the_user(service, released):
@@ -208,7 +230,10 @@ def test_cancel_stops_a_running_job_within_seconds(service, aoa_bytes):
     assert final.status == "cancelled" and final.fine_tuned_model is None
 
 
-def test_a_gate_breach_holds_the_model(service, aoa_bytes):
+def test_a_gate_breach_holds_the_model(service, aoa_bytes, released):
+    from mimicry.service.db import GateBaseline
+    from mimicry.service.db import Job as JobRow
+
     rt = service.rt
     strict = rt.policy.model_copy(deep=True)
     strict.gate.max_overrefusal = 0.0
@@ -219,6 +244,10 @@ def test_a_gate_breach_holds_the_model(service, aoa_bytes):
     held = service.a.fine_tuning.jobs.retrieve(job.id)
     assert held.status == "held" and held.fine_tuned_model is None and held.error.code == "held_for_review"
     assert held.id not in [m.id for m in service.a.models.list()]
+    with rt.db.session() as s:  # the base answered these prompts for the first job: asked once, reused
+        report = s.get(JobRow, job.id).gate_report
+        assert report["safety_check"]["base_answers_reused"] == 6 and s.query(GateBaseline).count() == 6
+    assert any(b.startswith("over-refusal") or b.startswith("in-format") for b in report["breaches"])
 
     from mimicry.cli import main  # the provider reviews it and releases it
 

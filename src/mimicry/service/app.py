@@ -399,9 +399,9 @@ def create_app(rt: Runtime) -> FastAPI:
                 type="server_error",
                 code="model_artifact_corrupt",
             ) from None
-        text, prompt_tokens, completion_tokens = await run_in_threadpool(chat.generate, backend, body, pool)
         if body.stream:
-            return StreamingResponse(chat.stream_chunks(body.model, text), media_type="text/event-stream")
-        return chat.completion_object(body.model, text, prompt_tokens, completion_tokens)
+            return StreamingResponse(chat.stream_chunks(backend, body, pool), media_type="text/event-stream")
+        text, usage = await run_in_threadpool(chat.generate, backend, body, pool)
+        return chat.completion_object(body.model, text, usage)
 
     return app
