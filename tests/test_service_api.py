@@ -382,3 +382,46 @@ def test_a_training_file_damaged_in_storage_fails_the_job_clearly(service):
     assert failed.status == "failed" and failed.error.code == "file_corrupt"
     with pytest.raises(openai.InternalServerError):
         service.a.files.content(f.id)
+
+
+def test_a_validation_file_is_scored_at_each_checkpoint(service, aoa_bytes):
+    """OpenAI's validation metrics: `valid_loss` in the step events and checkpoints, the full
+    validation loss when training ends, on the user's validation file alone."""
+    valid = jsonl(build_conversations("piqa", "aoa", "train", limit=10, seed=7))
+    train = service.a.files.create(file=("t.jsonl", aoa_bytes), purpose="fine-tune")
+    v = service.a.files.create(file=("v.jsonl", valid), purpose="fine-tune")
+    job = service.a.fine_tuning.jobs.create(model="tiny", training_file=train.id, validation_file=v.id)
+    assert job.validation_file == v.id
+    assert Worker(service.rt, "w-valid").run_once()
+    done = service.a.fine_tuning.jobs.retrieve(job.id)
+    assert done.status == "succeeded", done.error
+    events = service.a.fine_tuning.jobs.list_events(job.id, limit=100).data
+    steps = sorted(e.data["step"] for e in events if e.data and "valid_loss" in e.data)
+    assert steps == [2, 4]
+    finished = next(e for e in events if e.message.startswith("Training finished"))
+    assert "full validation loss=" in finished.message and finished.data["full_valid_loss"] > 0
+    checkpoints = service.a.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert {c.step_number: c.metrics.valid_loss > 0 for c in checkpoints} == {2: True, 4: True}
+    assert checkpoints[0].metrics.valid_loss == pytest.approx(finished.data["full_valid_loss"])
+
+
+def test_a_validation_file_is_checked_like_the_training_file(service, aoa_bytes):
+    from mimicry.records import Conversation, Message
+
+    rt = service.rt
+    long_reply = " ".join(["word"] * 400)
+    rows = [
+        Conversation(messages=[Message(role="user", content=f"q{i}"), Message(role="assistant", content=long_reply)])
+        for i in range(10)
+    ]
+    train = service.a.files.create(file=("t.jsonl", aoa_bytes), purpose="fine-tune")
+    v = service.a.files.create(file=("v.jsonl", jsonl(rows)), purpose="fine-tune")
+    with pytest.raises(openai.NotFoundError):  # another organisation's file
+        service.b.fine_tuning.jobs.create(model="tiny", training_file=train.id, validation_file=v.id)
+    short = rt.policy.model_copy(deep=True)
+    short.training.max_example_tokens = 350  # above every training example, below every validation one
+    job = service.a.fine_tuning.jobs.create(model="tiny", training_file=train.id, validation_file=v.id)
+    assert Worker(Runtime(short, rt.db, rt.store, rt.home), "w-vshort").run_once()
+    failed = service.a.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed" and failed.error.code == "invalid_validation_file"
+    assert "example 1 has" in failed.error.message and "350-token limit" in failed.error.message

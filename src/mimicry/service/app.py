@@ -251,7 +251,11 @@ def create_app(rt: Runtime) -> FastAPI:
             if training.purpose != "fine-tune" or training.status != "processed":
                 raise ApiError(400, f"file {training.id} is not a processed fine-tune file", param="training_file")
             if body.validation_file:
-                own_file(s, who, body.validation_file, "validation_file")
+                validation = own_file(s, who, body.validation_file, "validation_file")
+                if validation.purpose != "fine-tune" or validation.status != "processed":
+                    raise ApiError(
+                        400, f"file {validation.id} is not a processed fine-tune file", param="validation_file"
+                    )
             job = Job(
                 id=new_id("ftjob"),
                 org_id=who.org_id,

@@ -106,6 +106,13 @@ def _callback(ctx: JobContext) -> Any:
         """Losses to events, saves to checkpoints, and a stop when the job is cancelled or taken."""
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if logs and "eval_loss" in logs:
+                loss = float(logs["eval_loss"])
+                ctx.event(
+                    f"Step {state.global_step}/{state.max_steps}: validation loss={loss:.4f}",
+                    type="metrics",
+                    data={"step": state.global_step, "total_steps": state.max_steps, "valid_loss": loss},
+                )
             if logs and "loss" in logs:
                 loss = float(logs["loss"])
                 ctx.event(
@@ -116,7 +123,11 @@ def _callback(ctx: JobContext) -> Any:
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             losses = [e["loss"] for e in state.log_history if "loss" in e]
-            ctx.checkpoint(state.global_step, {"step": state.global_step, "train_loss": losses[-1] if losses else None})
+            metrics = {"step": state.global_step, "train_loss": losses[-1] if losses else None}
+            valid = [e["eval_loss"] for e in state.log_history if "eval_loss" in e and e["step"] == state.global_step]
+            if valid:  # evaluated just before this save (the Trainer evaluates at every checkpoint)
+                metrics["valid_loss"] = valid[-1]
+            ctx.checkpoint(state.global_step, metrics)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if ctx.should_stop():
@@ -125,7 +136,9 @@ def _callback(ctx: JobContext) -> Any:
     return ServiceCallback()
 
 
-def _check_tokens(conversations: Sequence[Conversation], base_model: str, limit: int) -> None:
+def _check_tokens(
+    conversations: Sequence[Conversation], base_model: str, limit: int, code: str = "invalid_training_file"
+) -> None:
     from mimicry.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model(base_model))
@@ -137,7 +150,7 @@ def _check_tokens(conversations: Sequence[Conversation], base_model: str, limit:
             too_long.append(f"example {i} has {n} tokens")
     if too_long:
         raise JobFailed(
-            "invalid_training_file",
+            code,
             f"{len(too_long)} examples exceed the {limit}-token limit: {'; '.join(too_long[:5])}",
         )
 
@@ -353,8 +366,15 @@ def check_event(check: dict[str, Any], policy: Policy) -> tuple[str, dict[str, A
     return message, data
 
 
-def run_guard(ctx: JobContext, conversations: list[Conversation], policy: Policy) -> Outcome:
-    """The whole guarded pipeline for one job; raises JobFailed or Stopped."""
+def run_guard(
+    ctx: JobContext,
+    conversations: list[Conversation],
+    policy: Policy,
+    validation: list[Conversation] | None = None,
+) -> Outcome:
+    """The whole guarded pipeline for one job; raises JobFailed or Stopped.
+
+    `validation` (the user's validation file) is scored as it is, without the provider's safety rows."""
     from mimicry.mitigations import audit, infer_format, mix
     from mimicry.training.sft import train_sft
 
@@ -362,6 +382,10 @@ def run_guard(ctx: JobContext, conversations: list[Conversation], policy: Policy
     ws.mkdir(parents=True, exist_ok=True)
     _check_tokens(conversations, ctx.base_model, policy.training.max_example_tokens)
     ctx.event(f"Validated training file: {len(conversations)} examples")
+    if validation:
+        limit = policy.training.max_example_tokens
+        _check_tokens(validation, ctx.base_model, limit, "invalid_validation_file")
+        ctx.event(f"Validated validation file: {len(validation)} examples")
 
     fmt = infer_format(conversations)
     ctx.event(
@@ -396,14 +420,22 @@ def run_guard(ctx: JobContext, conversations: list[Conversation], policy: Policy
     ctx.event(f"Safety guard applied ({method}); training starts")
 
     config = sft_config(policy, ctx.hyperparameters, ctx.seed)
-    result = train_sft(ctx.base_model, mixed.conversations, ws / "train", config, callbacks=[_callback(ctx)])
+    result = train_sft(
+        ctx.base_model, mixed.conversations, ws / "train", config, callbacks=[_callback(ctx)], eval_data=validation
+    )
     if not result.run_card:
         raise Stopped
-    resumed = result.run_card.get("resumed_from")
+    card = result.run_card
+    resumed, valid = card.get("resumed_from"), card.get("valid_loss")
     ctx.event(
-        f"Training finished: {result.run_card['steps']} steps, {result.tokens} tokens"
+        f"Training finished: {card['steps']} steps, {result.tokens} tokens"
+        + (f", full validation loss={valid:.4f}" if valid is not None else "")
         + (f" (resumed from {resumed})" if resumed else ""),
-        data={"steps": result.run_card["steps"], "trained_tokens": result.tokens},
+        data={
+            "steps": card["steps"],
+            "trained_tokens": result.tokens,
+            **({"full_valid_loss": valid} if valid is not None else {}),
+        },
     )
     if ctx.should_stop():
         raise Stopped

@@ -152,6 +152,19 @@ class Worker:
             if exists is None:
                 s.add(Checkpoint(id=new_id("ftckpt"), job_id=job.id, org_id=job.org_id, step=step, metrics=metrics))
 
+    def _read_file(self, file_id: str, role: str) -> Any:
+        """An uploaded file, checked again as at upload (the limits may have changed since)."""
+        with self.rt.db.session() as s:
+            row = s.get(File, file_id)
+        try:
+            data = self.rt.store.read(row.sha256)
+        except CorruptArtifact as err:
+            raise JobFailed("file_corrupt", f"the {role} file is damaged in storage ({err})") from None
+        check = check_fine_tune_file(data, self.rt.policy.limits)
+        if not check.ok:
+            raise JobFailed(f"invalid_{role}_file", f"{role} file: {check.message()}")
+        return check
+
     def run_job(self, job: Job) -> None:
         rt = self.rt
         if job.attempts > rt.policy.worker.max_attempts:
@@ -163,15 +176,8 @@ class Worker:
         try:
             if job.model not in rt.policy.base_models:
                 raise JobFailed("model_not_available", f"this worker's policy does not offer {job.model!r}")
-            with rt.db.session() as s:
-                training = s.get(File, job.training_file)
-            try:
-                data = rt.store.read(training.sha256)
-            except CorruptArtifact as err:
-                raise JobFailed("file_corrupt", f"the training file is damaged in storage ({err})") from None
-            check = check_fine_tune_file(data, rt.policy.limits)
-            if not check.ok:
-                raise JobFailed("invalid_training_file", check.message())
+            check = self._read_file(job.training_file, "training")
+            validation = self._read_file(job.validation_file, "validation") if job.validation_file else None
             ctx = JobContext(
                 job_id=job.id,
                 base_model=rt.policy.base_models[job.model],
@@ -183,7 +189,7 @@ class Worker:
                 should_stop=heartbeat.stop.is_set,
                 baseline=DbBaselineCache(rt),
             )
-            outcome = run_guard(ctx, check.conversations, rt.policy)
+            outcome = run_guard(ctx, check.conversations, rt.policy, validation.conversations if validation else None)
             if outcome.decision == "release":
                 self._release(job, outcome)
             elif self._finish(
