@@ -263,12 +263,15 @@ def test_rate_limit_is_429(tmp_path, service):
 
     rt = service.rt
     tight = rt.policy.model_copy(deep=True)
-    tight.limits.requests_per_minute = 3
-    client = TestClient(create_app(Runtime(tight, rt.db, rt.store, rt.home)))
-    headers = {"Authorization": f"Bearer {service.keys[0]}"}
-    codes = [client.get("/v1/models", headers=headers).status_code for _ in range(5)]
-    assert codes == [200, 200, 200, 429, 429]
-    body = client.get("/v1/models", headers=headers)
+    tight.limits.requests_per_minute = 4
+    # Two API processes on one database: the limit is per key across both.
+    one, two = (TestClient(create_app(Runtime(tight, rt.db, rt.store, rt.home))) for _ in range(2))
+    headers = {"Authorization": f"Bearer {create_key(rt.db, 'org-rate')[0]}"}
+    codes = [client.get("/v1/models", headers=headers).status_code for client in (one, two, one, two, one, two)]
+    assert codes == [200, 200, 200, 200, 429, 429]
+    other = {"Authorization": f"Bearer {create_key(rt.db, 'org-rate-2')[0]}"}
+    assert one.get("/v1/models", headers=other).status_code == 200  # another key has its own count
+    body = two.get("/v1/models", headers=headers)
     assert body.json()["error"]["code"] == "rate_limit_exceeded" and int(body.headers["retry-after"]) >= 1
 
 

@@ -100,7 +100,7 @@ Who = Annotated[Caller, Depends(caller)]
 def create_app(rt: Runtime) -> FastAPI:
     app = FastAPI(title="mimicry guarded fine-tuning service", version="1")
     policy = rt.policy
-    limiter = RateLimiter(policy.limits.requests_per_minute)
+    limiter = RateLimiter(rt.db, policy.limits.requests_per_minute)
     pool = chat.ModelPool()
     app.state.runtime = rt
     app.state.limiter = limiter

@@ -170,6 +170,15 @@ class GateBaseline(Base):
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
 
 
+class RateWindow(Base):
+    """Requests one API key made in one clock minute, shared by every API process (the rate limit)."""
+
+    __tablename__ = "rate_windows"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # unix time // 60
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 Index("ix_job_events_job_seq", JobEvent.job_id, JobEvent.seq)
 
 
@@ -183,7 +192,11 @@ def _create(*names: str) -> Callable[[Connection], None]:
     return step
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create(*V1_TABLES), _create("gate_baselines")]
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _create(*V1_TABLES),
+    _create("gate_baselines"),
+    _create("rate_windows"),
+]
 
 
 def migrate(engine: Engine, tries: int = 5) -> int:
