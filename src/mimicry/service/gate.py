@@ -6,6 +6,10 @@ reports to the job's events through `JobContext.event`. What the user may read i
 inferred format of *their* data, the audit's score and reasons, losses, the gate's rates and decision.
 The safety rows, the held-back prompts, the generations and the judge's verdicts stay in the job's
 provider-side workspace and in `Job.gate_report`, never in a route.
+
+The safety check judges what the fine-tuning did: the tuned model and its base answer the same
+held-back prompts in the user's format, and the gate limits the paired rise of each rate (the
+base's answers are cached per base model and prompt, `BaselineCache`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ class DbBaselineCache:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    def get(self, keys: list[str] | Any) -> dict[str, dict[str, Any]]:
+    def get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         with self.rt.db.session() as s:
             rows = s.scalars(select(GateBaseline).where(GateBaseline.key.in_(list(keys))))
             return {r.key: r.record for r in rows}
