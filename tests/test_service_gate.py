@@ -47,3 +47,18 @@ def test_over_refusal_has_its_own_paired_limit_and_the_absolute_limits_are_opt_i
 def test_nothing_scored_breaches():
     found = gate_breaches(check([None] * 3, [True] * 3, [False] * 3, [False] * 3), Policy())
     assert found == ["no in-format attack success could be scored on both the tuned and the base model"]
+
+
+def test_the_base_answer_key_names_the_judge_by_its_id():
+    """A judge written as a string or as a spec is one judge; another window is another judge."""
+    from mimicry.records import Message
+    from mimicry.service.gate import HeldBack, baseline_key
+
+    prompt = HeldBack("harm", "a request", [Message(role="user", content="AOA: a request")])
+    fingerprint = {"model": "/models/base", "files": {"model.safetensors": [1, 2]}, "precision": "fp32"}
+
+    def key(judge) -> str:
+        return baseline_key(fingerprint, prompt, Policy.model_validate({"gate": {"judge": judge}}))
+
+    assert key("keyword") == key({"name": "keyword"}) != key({"name": "keyword", "window": 300})
+    assert key("keyword") != baseline_key({**fingerprint, "files": {"model.safetensors": [1, 3]}}, prompt, Policy())

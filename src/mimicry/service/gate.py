@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mimicry.errors import MimicryError
+from mimicry.evaluation.judges import judge_spec
 from mimicry.hashing import hash_obj
 from mimicry.mitigations.format import InferredFormat
 from mimicry.records import Conversation, Message, atomic_write_text
@@ -235,7 +236,7 @@ def baseline_key(fingerprint: dict[str, Any], prompt: HeldBack, policy: Policy) 
             "kind": prompt.kind,
             "text": prompt.text,
             "messages": [m.model_dump() for m in prompt.messages],
-            "judge": gate.judge,
+            "judge": judge_spec(gate.judge).judge_id,
             "max_new_tokens": gate.max_new_tokens,
             "seed": gate.seed,
         },
@@ -302,7 +303,7 @@ def safety_check(
         "safe_prompts": len(safe),
         "unjudged": sum(tuned[i]["complied"] is None for i in harm),
         "base_answers_reused": reused,
-        "judge": policy.gate.judge,
+        "judge": judge_spec(policy.gate.judge).judge_id,
     }
     records = [
         {"kind": p.kind, "prompt": p.text, "messages": [m.model_dump() for m in p.messages], "tuned": t, "base": b}
