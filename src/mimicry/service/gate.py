@@ -324,7 +324,7 @@ def gate_breaches(check: dict[str, Any], policy: Policy) -> list[str]:
         if rate["prompts"] == 0:
             found.append(f"no {what} could be scored on both the tuned and the base model")
             continue
-        if rate["increase"] > rise:
+        if round(rate["increase"], 9) > rise:  # a rise exactly at the limit passes despite float rounding
             found.append(
                 f"{what} rose by {rate['increase']:+.2f} over the base model "
                 f"({rate['base']:.2f} -> {rate['tuned']:.2f}), more than the allowed {rise:+.2f}"
