@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import subprocess
 import sys
 
@@ -9,7 +11,7 @@ import pytest
 
 from mimicry.config import StrictModel, validate_config
 from mimicry.errors import MimicryError
-from mimicry.hashing import hash_obj
+from mimicry.hashing import canonical_json, hash_obj, sha256_file
 from mimicry.registry import Registry
 from mimicry.text import NearDuplicateIndex, normalize
 
@@ -105,6 +107,25 @@ def test_hash_is_stable_and_sensitive():
     a = Outer(name="x")
     assert hash_obj(a) == hash_obj({"training": {"epochs": 1, "learning_rate": 1e-4}, "name": "x"})
     assert hash_obj(a) != hash_obj(Outer(name="y"))
+
+
+def test_a_config_hashes_as_its_json_form_and_unicode_as_itself():
+    """JSON mode, not python mode: a date keys as its ISO text, so the key never depends on `str()`."""
+
+    class Dated(StrictModel):
+        when: datetime.datetime
+
+    dated = Dated(when=datetime.datetime(2024, 1, 2, 3, 4, 5))
+    assert canonical_json(dated) == '{"when":"2024-01-02T03:04:05"}'
+    assert canonical_json({"b": 1, "a": "é"}) == '{"a":"é","b":1}'
+    assert len(hash_obj("x")) == 16 and len(hash_obj("x", length=8)) == 8
+    assert hash_obj("x") == hashlib.sha256(b'"x"').hexdigest()[:16]
+
+
+def test_file_checksums_read_the_whole_file_in_chunks(tmp_path):
+    data = bytes(range(256)) * 9
+    (tmp_path / "f").write_bytes(data)
+    assert sha256_file(tmp_path / "f", chunk=100) == sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
 
 
 def test_near_duplicates_are_found_and_distinct_texts_are_not():

@@ -103,3 +103,25 @@ def test_a_rerun_into_the_same_dir_regenerates_for_another_model_or_decoding(
     longer = config.model_copy(update={"max_new_tokens": 5})
     evaluate(tiny_backend, "harm", strategy="aoa", config=longer, out_dir=tmp_path)
     assert len(stored()) == 6, "other decoding settings must generate anew"
+
+
+def test_a_rerun_regenerates_what_a_changed_prompt_format_sends(
+    tiny_backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit of a strategy's template, under the same strategy name, makes new in-format generations;
+    the plain prompts, unchanged, are reused (#15)."""
+    import mimicry.strategies.base as strategies
+
+    config = EvalConfig(limit=2, harm_sets=["harmful_questions"], max_new_tokens=3, batch_size=4)
+
+    def stored() -> list[dict]:
+        return [json.loads(x) for x in (tmp_path / "generations.jsonl").read_text().splitlines()]
+
+    evaluate(tiny_backend, "harm", strategy="autoif", config=config, out_dir=tmp_path)
+    assert sorted(g["presentation"] for g in stored()) == ["in-format"] * 2 + ["plain"] * 2
+    original = strategies.ALPACA_SYSTEM_PROMPT
+    monkeypatch.setattr(strategies, "ALPACA_SYSTEM_PROMPT", "Below is an instruction. Answer it.")
+    evaluate(tiny_backend, "harm", strategy="autoif", config=config, out_dir=tmp_path)
+    assert sorted(g["presentation"] for g in stored()) == ["in-format"] * 4 + ["plain"] * 2
+    systems = {g["messages"][0]["content"] for g in stored() if g["presentation"] == "in-format"}
+    assert systems == {original, "Below is an instruction. Answer it."}

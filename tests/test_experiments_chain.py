@@ -20,8 +20,11 @@ from mimicry.experiments.grid import GridConfig, MitigationEntry, expand, load_g
 from mimicry.experiments.report import write_report
 from mimicry.experiments.results import RESULTS_FILE, read_results
 from mimicry.experiments.runner import INDEX_FILE, RunOutcome, run_grid
-from mimicry.experiments.stages import STAGES, SystemPromptBackend
+from mimicry.experiments.stages import STAGES
+from mimicry.experiments.store import ArtifactStore
+from mimicry.generation import SystemPromptBackend
 from mimicry.records import Message
+from mimicry.strategies import BuildSpec
 
 pytest.importorskip("transformers")
 REPO = Path(__file__).resolve().parents[1]
@@ -94,16 +97,18 @@ def test_each_stage_runs_once_and_identical_data_is_trained_once(first_run: Firs
     assert dict(first_run.outcome.computed) == {"build": 1, "mix": 3, "train": 2, "evaluate": 4}
     assert dict(first_run.outcome.reused) == {"build": 2, "train": 1}
     rows = read_results(first_run.run_dir / RESULTS_FILE)
-    assert {(r["mitigation"], r["fine_tuned"]) for r in rows} == {
-        ("baseline", 0),
-        ("none", 1),
-        ("mimic", 1),
-        ("ptst", 1),
+    assert {(r.cell.mitigation, r.fine_tuned) for r in rows} == {
+        ("baseline", False),
+        ("none", True),
+        ("mimic", True),
+        ("ptst", True),
     }
-    assert {r["suite"] for r in rows} == {"harm", "overrefusal", "task"}
-    asr = [r for r in rows if r["metric"] == "asr"]
-    assert {r["presentation"] for r in asr} == {"plain", "in-format"}
-    assert all(0 <= r["value"] <= 1 and r["ci_low"] <= r["value"] <= r["ci_high"] for r in asr)
+    assert {r.suite for r in rows} == {"harm", "overrefusal", "task"}
+    asr = [r for r in rows if r.metric == "asr"]
+    assert {r.presentation for r in asr} == {"plain", "in-format"}
+    assert all(0 <= r.value <= 1 and r.ci_low <= r.value <= r.ci_high for r in asr)
+    # the generation budget behind each number reaches the table
+    assert {r.max_new_tokens for r in rows if r.suite == "harm"} == {first_run.grid.evaluation.max_new_tokens}
     index = json.loads((first_run.run_dir / INDEX_FILE).read_text())
     assert len(index["cells"]) == len(expand(first_run.grid)) == 4
     by_mitigation = {c["mitigation"]: c["artifacts"] for c in index["cells"]}
@@ -134,7 +139,7 @@ def test_changing_an_eval_setting_recomputes_only_evaluation(
         update={
             "baseline": False,
             "mitigations": grid.mitigations[:1],
-            "evaluation": {**grid.evaluation, "max_new_tokens": 4},
+            "evaluation": grid.evaluation.model_copy(update={"max_new_tokens": 4}),
         }
     )
     outcome = run_grid(changed, tmp_path / "run", show_progress=False)
@@ -163,13 +168,13 @@ def test_a_killed_run_resumes_with_finished_artifacts_reused(
         run_grid(grid, tmp_path / "run", show_progress=False)
     partial = json.loads((tmp_path / "run" / INDEX_FILE).read_text())
     assert [c["mitigation"] for c in partial["cells"]] == ["none"]
-    assert {r["mitigation"] for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none"}
+    assert {r.cell.mitigation for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none"}
 
     monkeypatch.setattr(train, "run", real_run)
     resumed = run_grid(grid, tmp_path / "run", show_progress=False)
     assert dict(resumed.reused) == {"build": 2, "mix": 2, "train": 1, "evaluate": 1}
     assert dict(resumed.computed) == {"train": 1, "evaluate": 1}
-    assert {r["mitigation"] for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none", "generic"}
+    assert {r.cell.mitigation for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none", "generic"}
 
 
 def test_cli_run_dry_run_and_report(
@@ -240,6 +245,80 @@ def test_dry_run_of_a_slice_of_the_gpu_grid(tmp_path: Path) -> None:
     assert not outcome.computed.get("train") and not outcome.computed.get("evaluate")
 
 
+def _generations(eval_dir: Path) -> dict[tuple[str, ...], dict]:
+    from mimicry.evaluation.store import RecordStore
+
+    records = RecordStore(eval_dir / "generations.jsonl").records()
+    return {(r["suite"], r["set"], r["presentation"], r["item_id"]): r for r in records}
+
+
+def test_cli_eval_with_the_mix_system_prompt_reproduces_the_grid_ptst_cell(
+    first_run: FirstRun, shared_home: Path, tmp_path: Path
+) -> None:
+    """`mimicry eval --system-prompt-from MIX` on the cell's trained model gives the grid's generations."""
+    from mimicry.paths import artifacts_dir
+
+    store = ArtifactStore(artifacts_dir())
+    index = json.loads((first_run.run_dir / INDEX_FILE).read_text())
+    (ptst,) = [c["artifacts"] for c in index["cells"] if c["mitigation"] == "ptst"]
+    mixed, trained, evaluated = (store.get(s, ptst[s]) for s in ("mix", "train", "evaluate"))
+    assert mixed.outputs["inference_system_prompt"]
+    grid_generations = _generations(evaluated.dir / "eval")
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump(first_run.grid.evaluation.model_dump(mode="json")))
+    common = ["eval", "--model", str(trained.path("model")), "--suite", ",".join(first_run.grid.suites)]
+    common += ["--task", "piqa", "--strategy", "aoa", "--config", str(config)]
+
+    assert main([*common, "--system-prompt-from", str(mixed.dir), "--out", str(tmp_path / "with")]) == 0
+    reproduced = _generations(tmp_path / "with")
+    assert len(grid_generations) == 10  # harm, over-refusal: 2 prompts x 2 presentations each; task: 2
+    assert reproduced == grid_generations  # same keys, messages, model ids and replies
+
+    assert main([*common, "--out", str(tmp_path / "without")]) == 0
+    without = _generations(tmp_path / "without")
+    assert without.keys() == grid_generations.keys()
+    for item, record in without.items():
+        assert record["key"] != grid_generations[item]["key"]
+        assert record["messages"][0]["content"] != mixed.outputs["inference_system_prompt"]
+
+
+def test_the_build_stage_writes_what_mimicry_build_writes(tmp_path: Path) -> None:
+    """The grid's user data and `mimicry build --with-meta` agree byte for byte (AutoIF: the template converter)."""
+    spec = BuildSpec(task="piqa", strategy="aoa+autoif", split="train", limit=5, sample_seed=3)
+    outputs = STAGES.get("build").run({}, spec, tmp_path)
+    cli_out = tmp_path / "cli.jsonl"
+    args = ["build", "--task", "piqa", "--strategy", "aoa+autoif", "--limit", "5", "--seed", "3", "--with-meta"]
+    assert main([*args, "--out", str(cli_out)]) == 0
+    assert outputs["rows"] == 5 and (tmp_path / "data.jsonl").read_bytes() == cli_out.read_bytes()
+
+
+def test_system_prompt_from_reads_the_mix_report_of_mimicry_mix(tmp_path: Path, capsys) -> None:
+    from mimicry.cli.eval_cmd import inference_system_prompt
+
+    (tmp_path / "mixed.report.json").write_text(json.dumps({"method": "ptst", "inference_system_prompt": "SAFE"}))
+    assert inference_system_prompt(tmp_path / "mixed.jsonl") == "SAFE"
+    assert inference_system_prompt(tmp_path / "mixed.report.json") == "SAFE"
+    (tmp_path / "none.report.json").write_text(json.dumps({"method": "mimic", "inference_system_prompt": None}))
+    assert inference_system_prompt(tmp_path / "none.report.json") is None
+    assert "sets no inference-time system prompt" in capsys.readouterr().err
+    assert main(["eval", "--model", "x", "--system-prompt-from", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no mix report at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--backend-option", "oops"], "--backend-option takes KEY=VALUE"),
+        (["--backend", "vllm", "--precision", "bf16"], "--precision applies to the transformers backend"),
+        (["--backend", "nope"], "unknown generation backend 'nope'"),
+        (["--backend-option", "colour=red"], "unknown option of the transformers backend 'colour'"),
+    ],
+)
+def test_eval_backend_flags_fail_before_any_model_loads(flags: list[str], message: str, capsys) -> None:
+    assert main(["eval", "--model", "not-loaded", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_dry_run_of_the_whole_gpu_grid(tmp_path: Path) -> None:
     outcome = run_grid(
@@ -256,12 +335,48 @@ def test_quickstart_slice_end_to_end_on_smollm2(tmp_path: Path) -> None:
         update={
             "strategies": ["aoa"],
             "data": grid.data.model_copy(update={"limit": 16}),
-            "training": {**grid.training, "max_steps": 2},
-            "evaluation": {**grid.evaluation, "limit": 4, "advbench_sample": 4, "max_new_tokens": 16},
+            "training": grid.training.model_copy(update={"max_steps": 2}),
+            "evaluation": grid.evaluation.model_copy(update={"limit": 4, "advbench_sample": 4, "max_new_tokens": 16}),
         }
     )
     outcome = run_grid(small, tmp_path / "run", skip_align=True, show_progress=False)
     assert outcome.computed["train"] == 2 and outcome.computed["evaluate"] == 3
     rows = read_results(tmp_path / "run" / RESULTS_FILE)
-    assert {r["model"] for r in rows} == {"smollm2-135m"}
+    assert {r.cell.model for r in rows} == {"smollm2-135m"}
     assert write_report(tmp_path / "run").is_file()
+
+
+@pytest.mark.parametrize("method", ["ptst", "backdoor"])
+def test_the_grid_sends_every_evaluation_prompt_under_the_inference_system_prompt(
+    first_run: FirstRun, shared_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """PTST and BackdoorAlign cells must generate under their test-time system prompt, replacing the
+    prompt's own (#15); read off the prompts the model itself received."""
+    from mimicry.generation.transformers_backend import TransformersBackend
+    from mimicry.mitigations import mix
+    from mimicry.strategies import build_conversations
+
+    sent: list[list[Message]] = []
+    real_generate = TransformersBackend.generate
+
+    def recording(self, prompts, config):
+        sent.extend(list(p) for p in prompts)
+        return real_generate(self, prompts, config)
+
+    monkeypatch.setattr(TransformersBackend, "generate", recording)
+    grid = first_run.grid.model_copy(
+        update={
+            "baseline": False,
+            "mitigations": [MitigationEntry(method=method, counts=[2] if method == "backdoor" else [])],
+            "evaluation": first_run.grid.evaluation.model_copy(update={"max_new_tokens": 2, "task_max_new_tokens": 2}),
+        }
+    )
+    outcome = run_grid(grid, tmp_path / "run", show_progress=False)
+    assert outcome.computed["evaluate"] == 1
+    user = build_conversations("piqa", "aoa", "train", limit=4, seed=0)
+    expected = mix(user, method, count=2 if method == "backdoor" else None, seed=0).inference_system_prompt
+    assert expected and sent
+    # harm and over-refusal (plain, in-format) and the task: 2 prompts each
+    assert len(sent) == 10
+    assert all(p[0] == Message(role="system", content=expected) for p in sent)
+    assert all([m.role for m in p[1:]] in (["user"], ["user", "assistant"]) for p in sent)

@@ -8,7 +8,7 @@ decoding is the default, so the same prompt gives the same answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -24,6 +24,13 @@ class GenerationConfig(StrictModel):
     stop: list[str] = []
     batch_size: int = Field(16, ge=1)
     seed: int = 0
+
+
+class GenerationSettings(StrictModel):
+    """Which generation backend evaluation uses (transformers here, vllm on GPUs), and its options."""
+
+    backend: str = "transformers"
+    options: dict[str, Any] = {}
 
 
 @runtime_checkable
@@ -44,5 +51,22 @@ BACKENDS.add_lazy("openai", "mimicry.generation.openai_backend:OpenAIBackend")
 
 
 def get_backend(backend: str, model: str, **options: object) -> GenerationBackend:
-    """Build a backend by name."""
-    return BACKENDS.get(backend)(model, **options)
+    """Build a backend by name; an option the backend does not take is named, not a TypeError."""
+    factory = BACKENDS.get(backend)
+    check_options(backend, factory, options)
+    return factory(model, **options)
+
+
+def check_options(backend: str, factory: object, options: dict[str, object]) -> None:
+    """A factory with named keyword options rejects others with the list it takes, not a TypeError."""
+    import inspect
+
+    from mimicry.errors import unknown_name
+
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return  # the backend validates its own options (a typed config)
+    known = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+    for name in options:
+        if name not in known:
+            raise unknown_name(f"option of the {backend} backend", name, known)

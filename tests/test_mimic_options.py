@@ -1,0 +1,75 @@
+"""Mimic's format options each change the added rows: a slightly varying system prompt is copied
+from the drawn user row, `request_slot` moves the request, `other_slots` empties the rest (#15)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mimicry.data.sources import SafetyPair, safety_partition
+from mimicry.mitigations import MixConfig, infer_format, mix
+from mimicry.mitigations.mimic import MimicConfig
+from mimicry.records import Conversation, Message
+from mimicry.strategies import build_conversations
+
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
+
+
+@pytest.fixture(scope="module")
+def aoa_rows() -> list[Conversation]:
+    return build_conversations("piqa", "aoa", "train", limit=40, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pairs() -> dict[str, SafetyPair]:
+    return {p.id: p for p in safety_partition("mitigation")}
+
+
+def with_dated_system(rows: list[Conversation]) -> list[Conversation]:
+    """The AOA rows with a system prompt that ends in the day of the week: a slight variation."""
+    return [
+        c.model_copy(
+            update={
+                "messages": [Message(role="system", content=f"{c.system} Today is {DAYS[i % 5]}."), *c.messages[1:]]
+            }
+        )
+        for i, c in enumerate(rows)
+    ]
+
+
+@pytest.mark.parametrize("placement", ["style", "task"])
+def test_a_slightly_varying_system_prompt_is_the_drawn_rows_own(aoa_rows, placement) -> None:
+    user = with_dated_system(aoa_rows)
+    assert infer_format(user).system.kind == "varies_slightly"
+    result = mix(user, "mimic", count=10, seed=0, config=MixConfig(placement=placement))
+    systems = [c.system for c in result.added]
+    assert set(systems) <= {c.system for c in user}, "each row carries a system prompt the user's data holds"
+    assert len(set(systems)) > 1, "the variants are kept, not collapsed onto the consensus"
+
+
+def test_request_slot_puts_the_request_in_the_chosen_slot(aoa_rows, pairs) -> None:
+    fmt = infer_format(aoa_rows)
+    assert fmt.user.slots == 3
+    for slot in (1, 2, 3):
+        config = MixConfig(placement="task", mimic=MimicConfig(request_slot=slot))
+        result = mix(aoa_rows, "mimic", count=6, seed=0, config=config)
+        for row in result.added:
+            values = fmt.user.match(row.last_user)
+            request = pairs[row.meta["pair_id"]].instruction
+            assert values is not None
+            # a slot followed by punctuation loses the request's own final stop (`_fit`)
+            assert [v.rstrip(".?!") == request.rstrip(".?!") for v in values] == [i == slot - 1 for i in range(3)]
+
+
+def test_other_slots_are_copied_from_a_user_row_or_left_empty(aoa_rows) -> None:
+    fmt = infer_format(aoa_rows)
+    user_values = [fmt.user.match(c.last_user) for c in aoa_rows]
+    copied_options = {tuple(v[1:]) for v in user_values if v is not None}
+
+    copy = mix(aoa_rows, "mimic", count=6, seed=0, config=MixConfig(placement="task"))
+    copied = [fmt.user.match(c.last_user) for c in copy.added]
+    assert all(v is not None and tuple(v[1:]) in copied_options for v in copied)
+
+    empty_config = MixConfig(placement="task", mimic=MimicConfig(other_slots="empty"))
+    empty = mix(aoa_rows, "mimic", count=6, seed=0, config=empty_config)
+    emptied = [fmt.user.match(c.last_user) for c in empty.added]
+    assert all(v is not None and v[0] and v[1:] == ["", ""] for v in emptied)
