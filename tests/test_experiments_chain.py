@@ -8,7 +8,6 @@ quality. The end-to-end run on the packaged SmolLM2 is the slow test at the bott
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,9 +123,7 @@ def test_each_stage_runs_once_and_identical_data_is_trained_once(first_run: Firs
 
 
 def test_rerunning_an_unchanged_grid_does_no_work(first_run: FirstRun, shared_home: Path) -> None:
-    started = time.perf_counter()
     again = run_grid(first_run.grid, first_run.run_dir, show_progress=False)
-    assert time.perf_counter() - started < 5
     assert not again.computed and sum(again.reused.values()) == 13
     assert len(read_results(first_run.run_dir / RESULTS_FILE)) == first_run.outcome.results
 
