@@ -128,6 +128,16 @@ def test_a_half_written_last_line_is_dropped(tmp_path: Path) -> None:
     assert [r["key"] for r in read_jsonl(path)] == ["a", "b"]
 
 
+def test_a_file_holding_only_a_cut_off_line_is_emptied(tmp_path: Path) -> None:
+    """The first write was cut off: nothing of it stays, so the next append starts a clean file."""
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"key": "a", "v"')
+    store = RecordStore(path)
+    assert len(store) == 0 and path.stat().st_size == 0
+    store.append([{"key": "a", "v": 1}])
+    assert RecordStore(path).get("a") == {"key": "a", "v": 1}
+
+
 class FailingJudgeBackend:
     model_id = "judge"
 
