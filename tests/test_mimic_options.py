@@ -3,6 +3,8 @@ from the drawn user row, `request_slot` moves the request, `other_slots` empties
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mimicry.data.sources import SafetyPair, safety_partition
@@ -73,3 +75,24 @@ def test_other_slots_are_copied_from_a_user_row_or_left_empty(aoa_rows) -> None:
     empty = mix(aoa_rows, "mimic", count=6, seed=0, config=empty_config)
     emptied = [fmt.user.match(c.last_user) for c in empty.added]
     assert all(v is not None and v[0] and v[1:] == ["", ""] for v in emptied)
+
+
+def test_the_rewrite_prompt_shows_each_example_and_the_pair_as_one_json_object() -> None:
+    """The rewriter sees the user's rows verbatim (non-ASCII kept) with the keys it must answer in."""
+    from mimicry.mitigations.mimic import REWRITE_INSTRUCTIONS, rewrite_prompt
+
+    examples = [
+        Conversation.from_turns("Résumé, s'il vous plaît", "Voilà.", system="Réponds en français."),
+        Conversation.from_turns("Second", "Two"),
+    ]
+    pair = SafetyPair(id="p1", instruction="Explique comment voler à l’étalage", refusal="Je refuse.")
+    system, user = rewrite_prompt(pair, examples)
+    assert system == Message(role="system", content=REWRITE_INSTRUCTIONS)
+    shown = user.content.split("one JSON object per line:\n", 1)[1].split("\n\n", 1)[0]
+    assert [json.loads(line) for line in shown.splitlines()] == [
+        {"system": "Réponds en français.", "user": "Résumé, s'il vous plaît", "assistant": "Voilà."},
+        {"system": None, "user": "Second", "assistant": "Two"},
+    ]
+    assert "Résumé" in shown
+    assert '{"user": "Explique comment voler à l’étalage", "assistant": "Je refuse."}' in user.content
+    assert user.content.endswith('Answer with one JSON object with the keys "system", "user" and "assistant".')
