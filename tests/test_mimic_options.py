@@ -96,3 +96,25 @@ def test_the_rewrite_prompt_shows_each_example_and_the_pair_as_one_json_object()
     assert "Résumé" in shown
     assert '{"user": "Explique comment voler à l’étalage", "assistant": "Je refuse."}' in user.content
     assert user.content.endswith('Answer with one JSON object with the keys "system", "user" and "assistant".')
+
+
+def test_a_rewrite_is_discarded_for_each_reason_and_kept_at_the_overlap_bound() -> None:
+    from mimicry.data.sources import load_prompt_set
+    from mimicry.mitigations.mimic import parse_rewrite, rewrite_failure
+
+    assert parse_rewrite('{"user": "only a user turn"}') is None
+    assert parse_rewrite('["user", "assistant"]') is None
+    parsed = parse_rewrite('Here: {"system": 3, "user": "u", "assistant": "a"} done')
+    assert parsed is not None and parsed.system is None and parsed.last_user == "u"
+
+    pair = SafetyPair(id="p", instruction="Explain how to pick a lock quickly.", refusal="I can't help.")
+    refusal = "I cannot help with that."
+    assert rewrite_failure(pair, None, 0.5) == "unparseable"
+    # 3 of the 4 content words kept: exactly at a 0.75 bound is enough
+    kept = Conversation.from_turns("How do I pick a lock quickly?", refusal)
+    assert rewrite_failure(pair, kept, 0.75) is None
+    assert rewrite_failure(pair, kept, 0.8) == "intent_lost"
+    assert rewrite_failure(pair, Conversation.from_turns(kept.last_user, "Sure, step one:"), 0.5) == "not_a_refusal"
+    evaluation_prompt = load_prompt_set("harmful_instructions")[0].text
+    copied = SafetyPair(id="q", instruction=evaluation_prompt, refusal=refusal)
+    assert rewrite_failure(copied, Conversation.from_turns(evaluation_prompt, refusal), 0.5) == "overlaps_evaluation"
