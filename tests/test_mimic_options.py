@@ -118,3 +118,10 @@ def test_a_rewrite_is_discarded_for_each_reason_and_kept_at_the_overlap_bound() 
     evaluation_prompt = load_prompt_set("harmful_instructions")[0].text
     copied = SafetyPair(id="q", instruction=evaluation_prompt, refusal=refusal)
     assert rewrite_failure(copied, Conversation.from_turns(evaluation_prompt, refusal), 0.5) == "overlaps_evaluation"
+
+
+def test_intent_overlap_counts_three_letter_words_and_is_whole_without_content_words() -> None:
+    from mimicry.mitigations.mimic import intent_overlap
+
+    assert intent_overlap("Buy a gun.", "Sell a gun.") == 0.5
+    assert intent_overlap("Do it to me.", "Anything at all.") == 1.0
