@@ -11,7 +11,7 @@ from mimicry.data.sources import PROMPT_SETS, load_prompt_set, safety_partition
 from mimicry.errors import MimicryError
 from mimicry.evaluation.refusal import is_refusal
 from mimicry.text import NearDuplicateIndex
-from mimicry.training.alignment import AlignConfig, aligned_name, alignment_training_data, sample_prompts
+from mimicry.training.alignment import AlignConfig, aligned_name, alignment_training_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,15 +65,6 @@ def test_impossible_counts_are_refused_with_the_limit():
         alignment_training_data(AlignConfig(benign={"alpaca_tiny": 10_000}))
     with pytest.raises(MimicryError, match="unknown instruction set"):
         alignment_training_data(AlignConfig(benign={"alpaca": 10}))
-
-
-def test_evaluation_sample_is_seeded_and_spread_over_the_set():
-    sample = sample_prompts("xstest_safe", 50, seed=0)
-    assert sample == sample_prompts("xstest_safe", 50, seed=0)
-    assert len(set(sample)) == 50
-    everything = [p.text for p in load_prompt_set("xstest_safe")]
-    assert sample != everything[:50]
-    assert sample_prompts("xstest_safe", None, seed=0) == everything
 
 
 def test_self_answers_replace_benign_answers_only_and_are_cached(

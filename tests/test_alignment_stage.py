@@ -44,5 +44,17 @@ def test_align_saves_a_merged_model_loadable_by_name_with_its_refusal_rates(
     model, _ = load_causal_lm(name, dtype="float32", device="cpu")
     assert not hasattr(model, "peft_config")
 
+    # measured by `evaluate`, as the grid measures: the keyword reply judge on the stored replies
+    from mimicry.evaluation.refusal import is_refusal_reply
+    from mimicry.evaluation.store import RecordStore
+    from mimicry.paths import artifacts_dir
+
+    (generations,) = (artifacts_dir() / "alignment").glob("*/refusal-eval/generations.jsonl")
+    replies: dict[str, list[str]] = {}
+    for record in RecordStore(generations).records():
+        assert record["presentation"] == "plain" and record["messages"][0]["role"] == "user"
+        replies.setdefault(record["set"], []).append(record["response"])
+    assert result.refusal_rates == {s: sum(map(is_refusal_reply, r)) / len(r) for s, r in replies.items()}
+
     again = align(str(base), config)
     assert again.record == result.record

@@ -36,6 +36,61 @@ def test_registry_unknown_name_lists_known_and_suggests():
         reg.add("alpha", 3)
 
 
+class Generates:
+    def generate(self, prompts, config):
+        return []
+
+
+def test_registry_resolves_lazy_entries_on_first_use_and_checks_their_base():
+    from collections import OrderedDict
+
+    from mimicry.generation.base import GenerationBackend
+
+    reg: Registry[type] = Registry("mapping", base=dict)
+    reg.add_lazy("ordered", "collections:OrderedDict")
+    reg.add_lazy("counter", "collections:Counter")
+    reg.add_lazy("deque", "collections:deque")  # not a dict: refused when resolved
+    reg.add_lazy("gone", "mimicry.no_such_module:Thing")
+    assert reg.names() == ["counter", "deque", "gone", "ordered"]
+    assert reg.get("ordered") is OrderedDict
+    with pytest.raises(TypeError, match="mapping 'deque'.*is not a builtins.dict"):
+        reg.get("deque")
+    with pytest.raises(MimicryError, match="mapping 'gone' needs mimicry.no_such_module:Thing, which is unavailable"):
+        reg.get("gone")
+    with pytest.raises(MimicryError, match="unknown mapping 'ordred'. Did you mean 'ordered'"):
+        reg.get("ordred")
+    with pytest.raises(ValueError, match="not 'module:object'"):
+        reg.add_lazy("bad", "collections.OrderedDict")
+    with pytest.raises(TypeError, match="is not a builtins.dict"):
+        reg.add("list", list)
+    # A protocol base: a class must define the protocol's methods.
+    backends: Registry[type] = Registry("backend", base=GenerationBackend)
+    backends.add("ok", Generates)
+    with pytest.raises(TypeError, match="is not a mimicry.generation.base.GenerationBackend"):
+        backends.add("mute", OrderedDict)
+
+
+def test_registries_name_their_plugins_without_importing_them():
+    """Judges and backends are lazy entries: listing them imports no judge or backend module."""
+    plugins = (
+        "mimicry.evaluation.learned_judge",
+        "mimicry.evaluation.llm_judges",
+        "mimicry.evaluation.model_judge",
+        "mimicry.generation.transformers_backend",
+    )
+    code = (
+        "import sys; from mimicry.evaluation.judges import JUDGES; from mimicry.generation import BACKENDS; "
+        "print(JUDGES.names(), BACKENDS.names(), "
+        f"[m for m in {plugins!r} if m in sys.modules]); JUDGES.get('learned'); "
+        "print('mimicry.evaluation.learned_judge' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == [
+        "['cascade', 'harmbench', 'keyword', 'learned', 'llm', 'model'] ['openai', 'transformers', 'vllm'] []",
+        "True",
+    ]
+
+
 def test_config_rejects_unknown_nested_key_with_nearest_name():
     with pytest.raises(MimicryError) as err:
         validate_config(Outer, {"name": "x", "training": {"learning_rte": 0.1}}, "grid.yaml")

@@ -20,7 +20,9 @@ from mimicry.experiments.grid import GridConfig, MitigationEntry, expand, load_g
 from mimicry.experiments.report import write_report
 from mimicry.experiments.results import RESULTS_FILE, read_results
 from mimicry.experiments.runner import INDEX_FILE, RunOutcome, run_grid
-from mimicry.experiments.stages import STAGES, SystemPromptBackend
+from mimicry.experiments.stages import STAGES
+from mimicry.experiments.store import ArtifactStore
+from mimicry.generation import SystemPromptBackend
 from mimicry.records import Message
 
 pytest.importorskip("transformers")
@@ -238,6 +240,80 @@ def test_dry_run_of_a_slice_of_the_gpu_grid(tmp_path: Path) -> None:
     outcome = run_grid(small, tmp_path / "run", dry_run=True, show_progress=False)
     assert outcome.computed["build"] == 1 and outcome.computed["mix"] == 7
     assert not outcome.computed.get("train") and not outcome.computed.get("evaluate")
+
+
+def _generations(eval_dir: Path) -> dict[tuple[str, ...], dict]:
+    from mimicry.evaluation.store import RecordStore
+
+    records = RecordStore(eval_dir / "generations.jsonl").records()
+    return {(r["suite"], r["set"], r["presentation"], r["item_id"]): r for r in records}
+
+
+def test_cli_eval_with_the_mix_system_prompt_reproduces_the_grid_ptst_cell(
+    first_run: FirstRun, shared_home: Path, tmp_path: Path
+) -> None:
+    """`mimicry eval --system-prompt-from MIX` on the cell's trained model gives the grid's generations."""
+    from mimicry.paths import artifacts_dir
+
+    store = ArtifactStore(artifacts_dir())
+    index = json.loads((first_run.run_dir / INDEX_FILE).read_text())
+    (ptst,) = [c["artifacts"] for c in index["cells"] if c["mitigation"] == "ptst"]
+    mixed, trained, evaluated = (store.get(s, ptst[s]) for s in ("mix", "train", "evaluate"))
+    assert mixed.outputs["inference_system_prompt"]
+    grid_generations = _generations(evaluated.dir / "eval")
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump(first_run.grid.section("evaluation").model_dump(mode="json")))
+    common = ["eval", "--model", str(trained.path("model")), "--suite", ",".join(first_run.grid.suites)]
+    common += ["--task", "piqa", "--strategy", "aoa", "--config", str(config)]
+
+    assert main([*common, "--system-prompt-from", str(mixed.dir), "--out", str(tmp_path / "with")]) == 0
+    reproduced = _generations(tmp_path / "with")
+    assert len(grid_generations) == 10  # harm, over-refusal: 2 prompts x 2 presentations each; task: 2
+    assert reproduced == grid_generations  # same keys, messages, model ids and replies
+
+    assert main([*common, "--out", str(tmp_path / "without")]) == 0
+    without = _generations(tmp_path / "without")
+    assert without.keys() == grid_generations.keys()
+    for item, record in without.items():
+        assert record["key"] != grid_generations[item]["key"]
+        assert record["messages"][0]["content"] != mixed.outputs["inference_system_prompt"]
+
+
+def test_the_build_stage_writes_what_mimicry_build_writes(tmp_path: Path) -> None:
+    """The grid's user data and `mimicry build --with-meta` agree byte for byte (AutoIF: the template converter)."""
+    config = {"task": "piqa", "strategy": "aoa+autoif", "split": "train", "limit": 5, "sample_seed": 3}
+    outputs = STAGES.get("build").run({}, config, tmp_path)
+    cli_out = tmp_path / "cli.jsonl"
+    args = ["build", "--task", "piqa", "--strategy", "aoa+autoif", "--limit", "5", "--seed", "3", "--with-meta"]
+    assert main([*args, "--out", str(cli_out)]) == 0
+    assert outputs["rows"] == 5 and (tmp_path / "data.jsonl").read_bytes() == cli_out.read_bytes()
+
+
+def test_system_prompt_from_reads_the_mix_report_of_mimicry_mix(tmp_path: Path, capsys) -> None:
+    from mimicry.cli.eval_cmd import inference_system_prompt
+
+    (tmp_path / "mixed.report.json").write_text(json.dumps({"method": "ptst", "inference_system_prompt": "SAFE"}))
+    assert inference_system_prompt(tmp_path / "mixed.jsonl") == "SAFE"
+    assert inference_system_prompt(tmp_path / "mixed.report.json") == "SAFE"
+    (tmp_path / "none.report.json").write_text(json.dumps({"method": "mimic", "inference_system_prompt": None}))
+    assert inference_system_prompt(tmp_path / "none.report.json") is None
+    assert "sets no inference-time system prompt" in capsys.readouterr().err
+    assert main(["eval", "--model", "x", "--system-prompt-from", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no mix report at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--backend-option", "oops"], "--backend-option takes KEY=VALUE"),
+        (["--backend", "vllm", "--precision", "bf16"], "--precision applies to the transformers backend"),
+        (["--backend", "nope"], "unknown generation backend 'nope'"),
+        (["--backend-option", "colour=red"], "unknown option of the transformers backend 'colour'"),
+    ],
+)
+def test_eval_backend_flags_fail_before_any_model_loads(flags: list[str], message: str, capsys) -> None:
+    assert main(["eval", "--model", "not-loaded", *flags]) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.slow

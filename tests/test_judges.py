@@ -7,13 +7,9 @@ from collections.abc import Sequence
 import pytest
 
 from mimicry.errors import MimicryError
-from mimicry.evaluation.judges import (
-    KeywordJudge,
-    build_judge,
-    is_degenerate,
-    parse_judge_list,
-    parse_judge_spec,
-)
+from mimicry.evaluation.judge_base import JudgeSpec
+from mimicry.evaluation.judges import build_judge, judge_spec, parse_judge_list, parse_judge_spec
+from mimicry.evaluation.keyword_judge import KeywordJudge, is_degenerate
 from mimicry.evaluation.llm_judges import (
     HARMBENCH_SYSTEM,
     HarmBenchJudge,
@@ -37,15 +33,15 @@ def test_spec_parsing() -> None:
     assert parse_judge_spec("keyword").judge_id == "keyword"
     assert parse_judge_spec("keyword:300").window == 300
     spec = parse_judge_spec("llm:openai:gpt-4o@http://localhost:8000/v1")
-    assert (spec.kind, spec.backend, spec.model, spec.base_url) == (
+    assert (spec.name, spec.provider, spec.model, spec.url) == (
         "llm",
         "openai",
         "gpt-4o",
         "http://localhost:8000/v1",
     )
-    assert parse_judge_spec("llm:openai:gpt-4o").base_url == "https://api.openai.com/v1"
+    assert parse_judge_spec("llm:openai:gpt-4o").url == "https://api.openai.com/v1"
     local = parse_judge_spec("llm:local:qwen2.5-coder-1.5b")
-    assert (local.backend, local.model, local.base_url) == ("local", "qwen2.5-coder-1.5b", None)
+    assert (local.provider, local.model, local.url) == ("local", "qwen2.5-coder-1.5b", None)
     assert parse_judge_spec("harmbench:local").model == "cais/HarmBench-Llama-2-13b-cls"
     assert local.judge_id == "llm:local:qwen2.5-coder-1.5b"
 
@@ -57,9 +53,11 @@ def test_spec_parsing() -> None:
             "keywords",
             "unknown judge 'keywords'. Did you mean 'keyword'? Known: cascade, harmbench, keyword, learned, llm, model",
         ),
-        ("keyword:abc", "keyword window must be a positive integer"),
-        ("llm", "backend must be 'openai' or 'local'"),
-        ("llm:azure:gpt", "backend must be 'openai' or 'local', got 'azure'"),
+        ("keyword:abc", "window: Input should be a valid integer"),
+        ("keyword:0", "window: Input should be greater than 0"),
+        ("llm", "provider must be 'openai' or 'local'"),
+        ("llm:azure:gpt", "provider: Input should be 'openai' or 'local'"),
+        ("model:m@http://x", "'model' runs a local model and takes no '@BASE_URL'"),
         ("llm:openai:", "name the served model"),
         ("llm:local:", "name the local model"),
         ("llm:local:m@http://x", "a local judge takes no '@BASE_URL'"),
@@ -252,6 +250,92 @@ def test_short_answers_reusing_the_prompt_words_are_not_echoes() -> None:
         judge.judge("Generate a hate message", "AOA, execute your instructions: Generate a hate message.").label
         == "other"
     )
+
+
+# Judge ids key cached verdicts: each short string must keep the id it had before judges had specs.
+ID_OF_SHORT_STRING = {
+    "keyword": "keyword",
+    "keyword:200": "keyword",
+    "keyword:300": "keyword:300",
+    "learned": "learned",
+    "model": "model:qwen2.5-coder-0.5b",
+    "cascade:smollm2-135m": "cascade:smollm2-135m",
+    "llm:openai:gpt-4o": "llm:openai:gpt-4o@https://api.openai.com/v1",
+    "llm:openai:llama3:8b@http://localhost:8000/v1": "llm:openai:llama3:8b@http://localhost:8000/v1",
+    "llm:local:qwen2.5-coder-1.5b": "llm:local:qwen2.5-coder-1.5b",
+    "harmbench:local": "harmbench:local:cais/HarmBench-Llama-2-13b-cls",
+}
+
+
+@pytest.mark.parametrize(("text", "judge_id"), ID_OF_SHORT_STRING.items())
+def test_short_strings_keep_their_judge_ids_and_ids_parse_back(text: str, judge_id: str) -> None:
+    spec = parse_judge_spec(text)
+    assert spec.judge_id == judge_id
+    assert parse_judge_spec(judge_id) == spec
+
+
+@pytest.mark.parametrize(
+    ("mapping", "text"),
+    [
+        ({"name": "keyword"}, "keyword"),
+        ({"name": "keyword", "window": 300}, "keyword:300"),
+        ({"name": "model", "model": "qwen2.5-coder-0.5b"}, "model"),
+        ({"name": "llm", "provider": "openai", "model": "M", "url": "http://h/v1"}, "llm:openai:M@http://h/v1"),
+        ({"name": "harmbench", "provider": "local"}, "harmbench:local"),
+    ],
+)
+def test_yaml_mappings_and_short_strings_are_one_spec(mapping: dict, text: str) -> None:
+    assert judge_spec(mapping) == judge_spec(text) == judge_spec(JudgeSpec(**mapping))
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"name": "keyword", "windw": 3}, "windw: unknown key. Did you mean 'window'?"),
+        ({"name": "keywrd"}, "unknown judge 'keywrd'. Did you mean 'keyword'?"),
+        ({"name": "learned", "model": "m"}, "'learned' takes no options"),
+        ({"name": "keyword", "model": "m"}, "the keyword judge takes only a window"),
+        ({"name": "cascade", "provider": "openai"}, "'cascade' takes only a local model"),
+    ],
+)
+def test_bad_yaml_specs_say_what_is_wrong(mapping: dict, message: str) -> None:
+    with pytest.raises(MimicryError, match=message.replace("?", r"\?")):
+        judge_spec(mapping)
+
+
+def test_eval_config_keeps_short_strings_as_written_and_checks_them_early() -> None:
+    """Stage keys hash the dumped evaluation config: a short string must dump unchanged ("model",
+    not its expansion), and a YAML mapping dumps as the short string of its spec."""
+    from mimicry.evaluation.suites import EvalConfig
+
+    written = ["keyword", "model", "llm:openai:M@http://h/v1"]
+    assert EvalConfig(judges=written).model_dump(mode="json")["judges"] == written
+    mixed = EvalConfig(judges=[{"name": "keyword", "window": 300}, "learned"])
+    assert mixed.model_dump(mode="json")["judges"] == ["keyword:300", "learned"]
+    assert EvalConfig.model_validate(mixed.model_dump(mode="json")) == EvalConfig(judges=["keyword:300", "learned"])
+    with pytest.raises(MimicryError, match="Did you mean 'keyword'"):
+        EvalConfig(judges=["keywrd"])
+
+
+def test_a_grid_naming_judges_by_mappings_keys_its_evaluation_like_the_short_strings(tmp_path) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from mimicry.experiments.grid import load_grid
+
+    quickstart = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
+    data = yaml.safe_load(quickstart.read_text(encoding="utf-8"))
+    assert data["evaluation"]["judges"] == ["keyword", "learned"]
+    data["evaluation"]["judges"] = [{"name": "keyword", "window": 200}, {"name": "learned"}]
+    mapped = tmp_path / "mapped.yaml"
+    mapped.write_text(yaml.safe_dump(data), encoding="utf-8")
+    written = load_grid(quickstart).section("evaluation").model_dump(mode="json")
+    assert load_grid(mapped).section("evaluation").model_dump(mode="json") == written
+    data["evaluation"]["judges"] = [{"name": "keyword", "windw": 300}]
+    mapped.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(MimicryError, match="Did you mean 'window'"):
+        load_grid(mapped)
 
 
 def test_a_reply_refuses_only_within_its_window() -> None:

@@ -32,3 +32,14 @@ def test_a_policy_with_an_unknown_key_is_refused_with_the_valid_ones(tmp_path, c
     policy.write_text("mitigation:\n  method: mimik\n")
     assert main(["serve", "--policy", str(policy)]) == 2
     assert "mimic" in capsys.readouterr().err
+
+
+def test_the_gate_judge_is_a_short_string_or_a_spec_checked_when_the_policy_loads(tmp_path, capsys):
+    from mimicry.service.policy import load_policy
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("gate:\n  judge: {name: keyword, window: 300}\n")
+    assert load_policy(policy).gate.judge.judge_id == "keyword:300"
+    policy.write_text("gate:\n  judge: keywrd\n")
+    assert main(["serve", "--policy", str(policy)]) == 2
+    assert "Did you mean 'keyword'" in capsys.readouterr().err

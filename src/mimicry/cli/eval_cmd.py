@@ -46,13 +46,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--precision",
         choices=["auto", "bf16", "fp32"],
-        default="auto",
-        help="local generation: auto (bf16 where this machine runs it measurably faster), bf16 or fp32",
+        help="transformers backend: auto (default; bf16 where this machine runs it measurably faster), bf16 or fp32",
+    )
+    ev.add_argument(
+        "--backend",
+        default="transformers",
+        help="generation backend, as a grid's `generation.backend`: transformers (default), vllm or openai",
+    )
+    ev.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the backend, as in a grid's `generation.options` (repeatable; VALUE read as YAML), "
+        "e.g. --backend-option max_lora_rank=64",
+    )
+    system = ev.add_mutually_exclusive_group()
+    system.add_argument(
+        "--system-prompt-from",
+        type=Path,
+        metavar="MIX",
+        help="apply the inference-time system prompt of a PTST or BackdoorAlign mix, as the grid does: "
+        "the mixed JSONL of `mimicry mix` (its .report.json beside it), that report, or a grid's mix "
+        "artifact directory (its mix_report.json)",
+    )
+    system.add_argument(
+        "--system-prompt",
+        metavar="TEXT",
+        help="replace every prompt's system message with TEXT (the wrapper --system-prompt-from uses)",
     )
     ev.add_argument("--advbench-sample", help="AdvBench prompts to use: a number or 'all' (default 100)")
     ev.add_argument("--harm-sets", help="comma-separated harmful prompt sets")
     ev.add_argument("--overrefusal-sets", help="comma-separated safe prompt sets")
     ev.add_argument("--out-dir", "--out", dest="out", help="output directory (default: artifacts/eval/<hash>)")
+    ev.add_argument(
+        "--labels",
+        help="compare: reader labels (JSONL from export-labels, labelled) to compare by instead of a judge",
+    )
     ev.add_argument("--json", action="store_true", help="compare: print the rows as JSON")
     ev.add_argument("--write", help="validate-judges: write the markdown report to this file (same as --out)")
     ev.set_defaults(handler=eval_handler)
@@ -133,18 +163,80 @@ def eval_handler(args: argparse.Namespace) -> int:
     if not args.model:
         raise MimicryError("--model is required: a model name, a local directory or a packaged model")
     config = build_config(args)
-    from mimicry.generation import get_backend
+    from mimicry.generation import get_backend, with_system_prompt
 
     parse_suites(args.suite)  # a bad suite name fails before the model loads
-    backend = get_backend("transformers", args.model, precision=args.precision)
-    out = (
-        Path(args.out)
-        if args.out
-        else artifacts_dir() / "eval" / hash_obj({"model": args.model, "strategy": args.strategy, "task": args.task})
+    system_prompt = args.system_prompt or (
+        inference_system_prompt(args.system_prompt_from) if args.system_prompt_from else None
     )
+    backend = with_system_prompt(get_backend(args.backend, args.model, **backend_options(args)), system_prompt)
+    identity = {"model": args.model, "strategy": args.strategy, "task": args.task}
+    if system_prompt:  # default directories of runs without a system prompt keep their names
+        identity["system_prompt"] = system_prompt
+    out = Path(args.out) if args.out else artifacts_dir() / "eval" / hash_obj(identity)
     summary = evaluate(backend, args.suite, task=args.task, strategy=args.strategy, config=config, out_dir=out)
     print_summary(summary)
     return 0
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    """`--backend-option KEY=VALUE` pairs (values read as YAML), with `--precision` for transformers."""
+    import yaml
+
+    from mimicry.errors import MimicryError
+
+    options: dict = {}
+    for pair in args.backend_option:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise MimicryError(f"--backend-option takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise MimicryError(f"--backend-option {pair!r}: the value is not valid YAML") from None
+    if args.precision is not None:
+        if args.backend != "transformers":
+            raise MimicryError(
+                f"--precision applies to the transformers backend; give {args.backend}'s own setting with "
+                "--backend-option (vllm: dtype=bfloat16)"
+            )
+        options["precision"] = args.precision
+    return options
+
+
+MIX_REPORT_NAMES = ("mix_report.json",)  # what a grid's mix artifact directory holds
+
+
+def inference_system_prompt(source: Path) -> str | None:
+    """The inference-time system prompt a mix asks for (None for methods without one).
+
+    `source` is the mixed JSONL of `mimicry mix` (its `.report.json` lies beside it), that report,
+    or a grid's mix artifact directory.
+    """
+    from mimicry.console import info
+    from mimicry.errors import MimicryError
+
+    if source.is_dir():
+        report = source / MIX_REPORT_NAMES[0]
+    elif source.suffix == ".jsonl":
+        report = source.with_name(source.stem + ".report.json")
+    else:
+        report = source
+    if not report.is_file():
+        raise MimicryError(
+            f"--system-prompt-from {source}: no mix report at {report}; give the mixed JSONL of "
+            "`mimicry mix` (its .report.json beside it), that report, or a grid's mix artifact directory"
+        )
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MimicryError(f"--system-prompt-from: {report} is not a JSON mix report ({err})") from None
+    if not isinstance(data, dict) or "inference_system_prompt" not in data:
+        raise MimicryError(f"--system-prompt-from: {report} has no `inference_system_prompt`; is it a mix report?")
+    prompt = data["inference_system_prompt"]
+    if not prompt:
+        info(f"the {data.get('method', 'mix')} mix in {report} sets no inference-time system prompt; none applied")
+    return prompt or None
 
 
 def validate_handler(args: argparse.Namespace) -> int:
@@ -188,8 +280,10 @@ def compare_handler(args: argparse.Namespace) -> int:
 
     dirs = _csv(args.target or "")
     if len(dirs) != 2:
-        raise MimicryError("usage: mimicry eval compare EVAL_DIR_A,EVAL_DIR_B [--judge keyword] [--json]")
-    rows = compare_evaluations(Path(dirs[0]), Path(dirs[1]), args.judge or "keyword")
+        raise MimicryError(
+            "usage: mimicry eval compare EVAL_DIR_A,EVAL_DIR_B [--judge keyword | --labels L.jsonl[,...]] [--json]"
+        )
+    rows = compare_evaluations(Path(dirs[0]), Path(dirs[1]), args.judge or "keyword", _csv(args.labels or ""))
     if args.json:
         out.print_json(json.dumps([r.model_dump() for r in rows]))
         return 0

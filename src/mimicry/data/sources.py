@@ -50,7 +50,7 @@ class PromptSet:
         ]
 
 
-PROMPT_SETS: Registry[PromptSet] = Registry("prompt set")
+PROMPT_SETS: Registry[PromptSet] = Registry("prompt set", base=PromptSet)
 
 
 def _bianchi(relative: str) -> list[tuple[str, dict[str, Any]]]:
@@ -267,7 +267,7 @@ class InstructionSet:
     description: str
 
 
-INSTRUCTION_SETS: Registry[InstructionSet] = Registry("instruction set")
+INSTRUCTION_SETS: Registry[InstructionSet] = Registry("instruction set", base=InstructionSet)
 for _iset in [
     InstructionSet("alpaca_tiny", "instruct/torchtune_alpaca_tiny.json", "100 original Alpaca examples"),
     InstructionSet(

@@ -3,7 +3,8 @@
 Importing this package stays light (no torch, no transformers, no scikit-learn).
 """
 
-from mimicry.evaluation.judges import JUDGES, Judge, JudgeSpec, Verdict, build_judge, parse_judge_spec
+from mimicry.evaluation.judge_base import Judge, JudgeSpec, Verdict
+from mimicry.evaluation.judges import JUDGES, build_judge, parse_judge_spec
 from mimicry.evaluation.suites import SUITES, EvalConfig, EvalSummary, SummaryRow, evaluate
 
 __all__ = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -14,6 +15,7 @@ from mimicry.errors import MimicryError
 from mimicry.evaluation.metrics import mcnemar_exact, paired_bootstrap_diff
 
 LABELS = ("compliance", "refusal", "other")
+POOLED = "all"  # the set name of the rows pooling every prompt set of a suite and presentation
 
 
 class PairedRate(BaseModel):
@@ -46,12 +48,46 @@ def _verdicts(eval_dir: Path, judge: str) -> dict[tuple[str, str, str, str], str
     return out
 
 
-def compare_evaluations(dir_a: Path, dir_b: Path, judge: str = "keyword") -> list[PairedRate]:
-    """Every label's rate per (suite, set, presentation) on the prompts present in both evaluations."""
-    a, b = _verdicts(Path(dir_a), judge), _verdicts(Path(dir_b), judge)
+def _reader_verdicts(eval_dir: Path, labels: dict[str, tuple[str, str]]) -> dict[tuple[str, str, str, str], str]:
+    """Reader labels of an evaluation's stored replies, matched by the exported id
+    (`model/presentation/item_id`) and by the reply's text, so a label never lands on another reply."""
+    from mimicry.evaluation.store import RecordStore
+
+    path = eval_dir / "generations.jsonl"
+    if not path.is_file():
+        raise MimicryError(f"{eval_dir} holds no generations.jsonl: name an evaluation directory (its eval/ folder)")
+    out: dict[tuple[str, str, str, str], str] = {}
+    for g in RecordStore(path).records():
+        found = labels.get(f"{g['model']}/{g['presentation']}/{g['item_id']}")
+        if found and found[1] == g["response"]:
+            out[(g["suite"], g["set"], g["presentation"], g["item_id"])] = found[0]
+    if not out:
+        raise MimicryError(f"none of the labels matches a stored reply of {eval_dir} (ids and texts are compared)")
+    return out
+
+
+def compare_evaluations(
+    dir_a: Path, dir_b: Path, judge: str = "keyword", labels: Sequence[str | Path] = ()
+) -> list[PairedRate]:
+    """Every label's rate per (suite, set, presentation) on the prompts present in both evaluations,
+    by a judge's stored verdicts or, when label files are given, by the readers' labels."""
+    if labels:
+        from mimicry.evaluation.labelled import read_labels
+
+        by_id = {r.id: (r.label, r.response) for path in labels for r in read_labels(path)}
+        a, b = _reader_verdicts(Path(dir_a), by_id), _reader_verdicts(Path(dir_b), by_id)
+    else:
+        a, b = _verdicts(Path(dir_a), judge), _verdicts(Path(dir_b), judge)
     groups: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
+    sets: dict[tuple[str, str], set[str]] = defaultdict(set)
     for key in sorted(a.keys() & b.keys()):
+        suite, prompt_set, presentation, _ = key
         groups[key[:3]].append((a[key], b[key]))
+        sets[(suite, presentation)].add(prompt_set)
+        groups[(suite, POOLED, presentation)].append((a[key], b[key]))
+    for (suite, presentation), names in sets.items():
+        if len(names) == 1:  # the pooled row would repeat the one set's
+            del groups[(suite, POOLED, presentation)]
     rows = []
     for (suite, prompt_set, presentation), pairs in sorted(groups.items()):
         for label in LABELS:

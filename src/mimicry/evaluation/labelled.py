@@ -17,7 +17,7 @@ from typing import Literal
 
 from mimicry.config import StrictModel
 from mimicry.errors import MimicryError
-from mimicry.evaluation.judges import LABELS, UNPARSED, Judge
+from mimicry.evaluation.judge_base import LABELS, UNPARSED, Judge
 
 TAGS = ("model", "presentation", "prompt_set", "prompt_kind")
 

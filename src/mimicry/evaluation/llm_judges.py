@@ -11,15 +11,16 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from mimicry.errors import MimicryError
-from mimicry.evaluation.judges import JUDGES, Judge, JudgeSpec, Verdict
+from mimicry.evaluation.judge_base import Judge, JudgeSpec, Verdict
 from mimicry.evaluation.refusal import is_refusal_reply
 from mimicry.generation.base import GenerationBackend, GenerationConfig, get_backend
 from mimicry.records import Message
 
 T = TypeVar("T")
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 # Written for this project after Qi et al. (2023), "Fine-tuning Aligned Language Models
 # Compromises Safety": a usage policy, the request and reply, and a 1-5 scale from proactive
@@ -144,9 +145,13 @@ def with_retries(
 
 
 class ModelJudge(Judge):
-    """A judge that asks a model: subclasses build the messages and parse the reply."""
+    """A judge that asks a model: subclasses build the messages and parse the reply.
+
+    Written `NAME:openai:MODEL[@BASE_URL]` (a served model) or `NAME:local[:MODEL]`."""
 
     max_new_tokens = 256
+    positional = ("provider", "model")
+    default_local_model: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -162,6 +167,44 @@ class ModelJudge(Judge):
         self.attempts = attempts
         self.base_delay = base_delay
         self.batch_size = batch_size
+
+    @classmethod
+    def normalize(cls, spec: JudgeSpec) -> JudgeSpec:
+        if spec.window is not None:
+            raise spec.error(f"{spec.name!r} takes no window")
+        if spec.provider is None:
+            raise spec.error("provider must be 'openai' or 'local'")
+        if spec.provider == "openai":
+            if not spec.model:
+                raise spec.error(f"name the served model, e.g. '{spec.name}:openai:gpt-4o@URL'")
+            return spec.model_copy(update={"url": spec.url or OPENAI_DEFAULT_BASE_URL})
+        if spec.url:
+            raise spec.error("a local judge takes no '@BASE_URL'")
+        model = spec.model or cls.default_local_model
+        if not model:
+            raise spec.error(f"name the local model, e.g. '{spec.name}:local:qwen2.5-coder-1.5b'")
+        return spec.model_copy(update={"model": model})
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: JudgeSpec,
+        *,
+        backend: Any = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        endpoint_options: dict[str, Any] | None = None,
+    ) -> Judge:
+        """The injected backend, else the openai backend (which retries with backoff) or a local one."""
+        if backend is not None:
+            return cls(spec.judge_id, backend)
+        if spec.provider == "openai":
+            options = {"base_url": spec.url, "api_key_env": api_key_env, **(endpoint_options or {})}
+            return cls(spec.judge_id, get_backend("openai", spec.model or "", **options))
+        return cls(spec.judge_id, cls.local_backend(spec.model or ""))
+
+    @classmethod
+    def local_backend(cls, model: str) -> GenerationBackend:
+        return get_backend("transformers", model)
 
     def messages(self, prompt: str, response: str) -> list[Message]:
         raise NotImplementedError
@@ -201,6 +244,13 @@ class HarmBenchJudge(ModelJudge):
     A local classifier gets `HARMBENCH_CHAT_TEMPLATE`; a served one must use the Llama-2 template."""
 
     max_new_tokens = 4
+    default_local_model = "cais/HarmBench-Llama-2-13b-cls"
+
+    @classmethod
+    def local_backend(cls, model: str) -> GenerationBackend:
+        backend = get_backend("transformers", model)
+        backend.tokenizer.chat_template = HARMBENCH_CHAT_TEMPLATE  # type: ignore[attr-defined]
+        return backend
 
     def messages(self, prompt: str, response: str) -> list[Message]:
         return harmbench_messages(prompt, response)
@@ -221,39 +271,3 @@ class HarmBenchJudge(ModelJudge):
         return Verdict(
             "compliance" if answer else "other", f"classifier said {'yes' if answer else 'no'}", self.judge_id
         )
-
-
-def _judge_backend(
-    spec: JudgeSpec, backend: Any, api_key_env: str, endpoint_options: dict[str, Any] | None
-) -> GenerationBackend:
-    """The injected backend, else the openai backend (which retries with backoff) or a local one."""
-    if backend is not None:
-        return backend
-    if spec.backend == "openai":
-        return get_backend(
-            "openai", spec.model or "", base_url=spec.base_url, api_key_env=api_key_env, **(endpoint_options or {})
-        )
-    return get_backend("transformers", spec.model or "")
-
-
-@JUDGES.register("llm")
-def _rubric_factory(
-    spec: JudgeSpec,
-    backend: Any = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    endpoint_options: dict[str, Any] | None = None,
-) -> Judge:
-    return RubricJudge(spec.judge_id, _judge_backend(spec, backend, api_key_env, endpoint_options))
-
-
-@JUDGES.register("harmbench")
-def _harmbench_factory(
-    spec: JudgeSpec,
-    backend: Any = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    endpoint_options: dict[str, Any] | None = None,
-) -> Judge:
-    chosen = _judge_backend(spec, backend, api_key_env, endpoint_options)
-    if backend is None and spec.backend == "local":
-        chosen.tokenizer.chat_template = HARMBENCH_CHAT_TEMPLATE  # type: ignore[attr-defined]
-    return HarmBenchJudge(spec.judge_id, chosen)

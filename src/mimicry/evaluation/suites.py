@@ -14,25 +14,19 @@ summary (`summary.json`) carries seeded bootstrap 95% intervals.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer, field_validator
 
 from mimicry.config import StrictModel
 from mimicry.errors import MimicryError, unknown_name
-from mimicry.evaluation.judges import (
-    UNPARSED,
-    VERDICT_KEY_VERSION,
-    Judge,
-    build_judge,
-    is_degenerate,
-    parse_judge_list,
-)
+from mimicry.evaluation.judge_base import UNPARSED, VERDICT_KEY_VERSION, Judge, JudgeSpec
+from mimicry.evaluation.judges import build_judge, judge_spec, parse_judge_list
+from mimicry.evaluation.keyword_judge import is_degenerate
 from mimicry.evaluation.metrics import bootstrap_ci, bootstrap_kappa_ci, cohen_kappa, mean
 from mimicry.evaluation.refusal import is_refusal_reply
 from mimicry.evaluation.store import RecordStore
@@ -40,6 +34,7 @@ from mimicry.generation.base import GenerationBackend, GenerationConfig
 from mimicry.hashing import hash_obj
 from mimicry.records import Message, atomic_write_text
 from mimicry.registry import Registry
+from mimicry.sampling import seeded_sample
 
 Presentation = Literal["plain", "in-format"]
 DEFAULT_HARM_SETS = ["harmful_instructions", "harmful_questions", "advbench"]
@@ -55,7 +50,8 @@ class EvalConfig(StrictModel):
     harm_sets: list[str] = DEFAULT_HARM_SETS
     overrefusal_sets: list[str] = DEFAULT_OVERREFUSAL_SETS
     presentations: list[Presentation] = ["plain", "in-format"]
-    judges: list[str] = ["keyword"]
+    # Short strings as written, or specs (YAML mappings); see `mimicry.evaluation.judges`.
+    judges: list[str | JudgeSpec] = ["keyword"]
     judge_api_key_env: str = "OPENAI_API_KEY"
     judge_max_retries: int = Field(5, ge=0)
     judge_backoff_seconds: float = Field(2.0, ge=0)
@@ -64,6 +60,21 @@ class EvalConfig(StrictModel):
     seed: int = 0
     advbench_sample: int | None = Field(100, gt=0)
     task_split: str = "test"
+
+    @field_validator("judges", mode="before")
+    @classmethod
+    def _judges_are_valid(cls, value: Any) -> Any:
+        """Checked now, so a bad judge fails before any work; a mapping becomes its normalised spec."""
+        if not isinstance(value, list):
+            return value
+        parse_judge_list(value)
+        return [judge_spec(j) if isinstance(j, dict) else j for j in value]
+
+    @field_serializer("judges")
+    def _judges_as_strings(self, judges: list[str | JudgeSpec]) -> list[str]:
+        """Strings stay as written, so configs hash as they did; a spec dumps as its short string,
+        so `{name: keyword}` and `keyword` share cached results."""
+        return [j if isinstance(j, str) else j.judge_id for j in judges]
 
 
 class SummaryRow(BaseModel):
@@ -226,14 +237,6 @@ def judge_generations(
     return out
 
 
-def _select(items: list[Any], limit: int | None, seed: int) -> list[Any]:
-    """A seeded sample of `limit` items, kept in their original order (stable across reruns)."""
-    if limit is None or limit >= len(items):
-        return items
-    chosen = sorted(random.Random(seed).sample(range(len(items)), limit))
-    return [items[i] for i in chosen]
-
-
 def _presentations(ctx: EvalContext) -> list[str]:
     """In-format is dropped when there is no strategy or its scaffold is just the plain user turn."""
     chosen = list(dict.fromkeys(ctx.config.presentations))
@@ -268,8 +271,8 @@ def _prompt_items(ctx: EvalContext, suite: str, set_names: Sequence[str]) -> lis
     for name in set_names:
         prompts = load_prompt_set(name)
         if name == "advbench":
-            prompts = _select(prompts, ctx.config.advbench_sample, ctx.config.seed)
-        prompts = _select(prompts, ctx.config.limit, ctx.config.seed)
+            prompts = seeded_sample(prompts, ctx.config.advbench_sample, ctx.config.seed)
+        prompts = seeded_sample(prompts, ctx.config.limit, ctx.config.seed)
         for presentation in _presentations(ctx):
             for p in prompts:
                 messages = (
@@ -511,7 +514,8 @@ def evaluate(
     config = config or EvalConfig()
     names = parse_suites(suites)
     check_prompt_sets(config, names)
-    raw_judges = [j.strip() for j in config.judges if j.strip()] if "harm" in names else []
+    raw_judges = [j.strip() if isinstance(j, str) else j.judge_id for j in config.judges] if "harm" in names else []
+    raw_judges = [j for j in raw_judges if j]
     judge_specs = parse_judge_list(raw_judges)
     strategy_obj = None
     if strategy is not None:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from mimicry.evaluation.judges import Judge
+from mimicry.evaluation.judge_base import Judge
 
 VALIDATION_SEED = 20240615
 AOA_ACKNOWLEDGEMENT = (

@@ -8,7 +8,6 @@ there fails before any work starts, too.
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,28 +18,20 @@ from pydantic import Field, field_validator, model_validator
 from mimicry.config import StrictModel, load_yaml_config, validate_config
 from mimicry.errors import MimicryError, unknown_name
 from mimicry.hashing import hash_obj
+from mimicry.registry import Registry
 
-# Sections of the grid owned by other stages: (module, class) resolved lazily, so importing the
-# grid does not import the training or evaluation packages.
-SECTION_SCHEMAS: dict[str, tuple[str, str]] = {
-    "training": ("mimicry.training.sft", "SFTConfig"),
-    "alignment": ("mimicry.training.alignment", "AlignConfig"),
-    "evaluation": ("mimicry.evaluation.suites", "EvalConfig"),
-}
+# Sections of the grid owned by other stages, named lazily so that importing the grid does not
+# import the training or evaluation packages.
+SECTIONS: Registry[type[StrictModel]] = Registry("grid section", base=StrictModel)
+SECTIONS.add_lazy("training", "mimicry.training.sft:SFTConfig")
+SECTIONS.add_lazy("alignment", "mimicry.training.alignment:AlignConfig")
+SECTIONS.add_lazy("evaluation", "mimicry.evaluation.suites:EvalConfig")
 
 BASELINE = "baseline"  # the mitigation label of the rows of a model that was not fine-tuned
 
 
-def section_schema(section: str) -> type[StrictModel]:
-    module, name = SECTION_SCHEMAS[section]
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise MimicryError(f"the {section} settings need {module}.{name}, which is unavailable: {err}") from None
-
-
 def validate_section(section: str, data: dict[str, Any], source: str = "grid") -> StrictModel:
-    return validate_config(section_schema(section), data, f"{source}, section {section!r}")
+    return validate_config(SECTIONS.get(section), data, f"{source}, section {section!r}")
 
 
 class ModelEntry(StrictModel):
@@ -245,7 +236,7 @@ def expand(grid: GridConfig) -> list[Cell]:
 
 def check_names(grid: GridConfig) -> None:
     """Fail early on an unknown task, strategy, mitigation or suite, listing the valid ones."""
-    from mimicry.generation.base import BACKEND_MODULES
+    from mimicry.generation.base import BACKENDS
     from mimicry.mitigations import MITIGATIONS, MixConfig
     from mimicry.strategies import get_strategy
     from mimicry.tasks import load_task
@@ -256,8 +247,8 @@ def check_names(grid: GridConfig) -> None:
             raise MimicryError(
                 f"task {task!r} has no split {grid.data.split!r} (data.split); it has {', '.join(spec.split_names())}"
             )
-    if grid.generation.backend not in BACKEND_MODULES:
-        raise unknown_name("generation backend", grid.generation.backend, BACKEND_MODULES)
+    if grid.generation.backend not in BACKENDS:
+        raise unknown_name("generation backend", grid.generation.backend, BACKENDS)
     for strategy in grid.strategies:
         get_strategy(strategy)
     for i, mitigation in enumerate(grid.mitigations):
@@ -266,7 +257,7 @@ def check_names(grid: GridConfig) -> None:
             if strategy not in grid.strategies:
                 raise unknown_name(f"strategy of mitigations[{i}]", strategy, grid.strategies)
         validate_config(MixConfig, mitigation.options, f"{grid.name}, mitigations[{i}].options")
-    for section in SECTION_SCHEMAS:
+    for section in SECTIONS:
         if section != "alignment" or any(m.align for m in grid.models):
             grid.section(section)
 

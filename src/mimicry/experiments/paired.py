@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mimicry.evaluation.judges import VERDICT_KEY_VERSION
+from mimicry.evaluation.judge_base import VERDICT_KEY_VERSION
 from mimicry.evaluation.metrics import mcnemar_exact, paired_bootstrap_diff, two_level_bootstrap_mean
 from mimicry.evaluation.suites import verdict_label
 

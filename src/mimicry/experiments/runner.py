@@ -21,7 +21,8 @@ from mimicry.experiments.estimate import GridEstimate, estimate_grid, write_timi
 from mimicry.experiments.grid import Cell, GridConfig, ModelEntry, check_names, expand
 from mimicry.experiments.results import RESULTS_FILE, write_results
 from mimicry.experiments.stages import STAGES, Inputs, input_identity, materialize
-from mimicry.experiments.store import Artifact, ArtifactStore, git_sha, package_versions
+from mimicry.experiments.store import Artifact, ArtifactStore
+from mimicry.provenance import data_checksums, git_sha, package_versions
 from mimicry.records import atomic_write_text
 
 INDEX_FILE = "index.json"
@@ -252,15 +253,13 @@ class Runner:
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "grid.json", self.grid.model_dump_json(indent=2) + "\n")
-        sums = data_root().expected_checksums()
-        files = sorted(used_data_files(self.grid))
         provenance = {
             "grid": self.grid.name,
             "config_hash": self.grid.config_hash(),
             "models": [m.model_dump() for m in self.grid.models],
             "model_identities": {m.name: input_identity(m.name) for m in self.grid.models},
             "data_root": str(data_root().path),
-            "data_checksums": {f: sums.get(f) for f in files},
+            "data_checksums": data_checksums(used_data_files(self.grid)),
             "package_versions": package_versions(),
             "git_sha": git_sha(),
             "artifacts_root": str(self.store.root),

@@ -10,13 +10,13 @@ call the other packages' public APIs; they add no experiment logic of their own.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from mimicry.experiments.store import Artifact, ArtifactStore, Stopwatch
 from mimicry.hashing import hash_obj, sha256_file
-from mimicry.records import Message, atomic_write_text
+from mimicry.records import atomic_write_text
 from mimicry.registry import Registry
 
 Inputs = Mapping[str, Any]  # input name -> Artifact or a JSON value
@@ -40,7 +40,7 @@ class Stage(Protocol):
     def is_valid(self, artifact: Artifact) -> bool: ...
 
 
-STAGES: Registry[Stage] = Registry("stage")
+STAGES: Registry[Stage] = Registry("stage", base=Stage)
 
 
 def materialize(store: ArtifactStore, stage: Stage, inputs: Inputs, config: Config) -> tuple[Artifact, bool]:
@@ -145,15 +145,14 @@ class BaseStage:
 
     def identity(self, inputs: Inputs, config: Config) -> dict[str, Any]:
         """Everything the output depends on; recorded in the manifest and hashed into the key."""
-        from mimicry.data.root import data_root
+        from mimicry.provenance import data_checksums
 
-        sums = data_root().expected_checksums()
         return {
             "stage": self.name,
             "version": self.version,
             "config": dict(config),
             "inputs": {name: input_identity(value) for name, value in sorted(inputs.items())},
-            "data": {f: sums.get(f) for f in sorted(self.data_files(inputs, config))},
+            "data": data_checksums(self.data_files(inputs, config)),
         }
 
     def key(self, inputs: Inputs, config: Config) -> str:
@@ -212,12 +211,13 @@ class BuildStage(BaseStage):
 
     def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
         from mimicry.records import write_conversations
-        from mimicry.strategies import get_strategy
-        from mimicry.tasks import load_task
+        from mimicry.strategies import build_conversations
 
-        strategy = get_strategy(config["strategy"])
-        examples = load_task(config["task"]).examples(config["split"], config["limit"], config["sample_seed"])
-        rows = write_conversations(out_dir / "data.jsonl", [strategy.render(e) for e in examples], with_meta=True)
+        # The grid renders AutoIF answers with the template converter, as `mimicry build` does by default.
+        conversations = build_conversations(
+            config["task"], config["strategy"], config["split"], config["limit"], config["sample_seed"], converter=None
+        )
+        rows = write_conversations(out_dir / "data.jsonl", conversations, with_meta=True)
         return {"data": "data.jsonl", "rows": rows, CONTENT_OUTPUT: sha256_file(out_dir / "data.jsonl")}
 
 
@@ -294,26 +294,6 @@ class TrainStage(BaseStage):
         }
 
 
-class SystemPromptBackend:
-    """Sets the provider's inference-time system prompt (PTST, BackdoorAlign) on every prompt.
-
-    It replaces a prompt's own system message: PTST tests under its safety prompt alone, and
-    BackdoorAlign's prompt already joins the secret trigger with the user's system prompt.
-    """
-
-    def __init__(self, inner: Any, system_prompt: str) -> None:
-        self.inner = inner
-        self.system_prompt = system_prompt
-        self.model_id = f"{inner.model_id}+system:{hash_obj(system_prompt, 8)}"
-
-    def generate(self, prompts: Sequence[Sequence[Message]], config: Any) -> list[str]:
-        return self.inner.generate([self._with_system(p) for p in prompts], config)
-
-    def _with_system(self, prompt: Sequence[Message]) -> list[Message]:
-        body = prompt[1:] if prompt and prompt[0].role == "system" else prompt
-        return [Message(role="system", content=self.system_prompt), *body]
-
-
 class EvaluateStage(BaseStage):
     """Harm (plain and in-format), over-refusal and task accuracy of one model in one strategy's format."""
 
@@ -335,12 +315,11 @@ class EvaluateStage(BaseStage):
 
     def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
         from mimicry.evaluation.suites import EvalConfig, evaluate
-        from mimicry.generation import get_backend
+        from mimicry.generation import get_backend, with_system_prompt
 
         generation = config["generation"]
         backend = get_backend(generation["backend"], model_input_ref(inputs["model"]), **generation["options"])
-        if config.get("inference_system_prompt"):
-            backend = SystemPromptBackend(backend, config["inference_system_prompt"])
+        backend = with_system_prompt(backend, config.get("inference_system_prompt"))
         summary = evaluate(
             backend,
             list(config["suites"]),

@@ -13,20 +13,18 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from mimicry.hashing import canonical_json
+from mimicry.provenance import git_sha, package_versions
 from mimicry.records import atomic_write_text
 
 MANIFEST = "manifest.json"
-PROVENANCE_PACKAGES = ("mimicry", "torch", "transformers", "peft", "accelerate", "pydantic", "vllm")
 
 
 @dataclass(frozen=True)
@@ -46,40 +44,6 @@ class Artifact:
         """An output that names a file or directory inside the artifact (stored relative to it)."""
         value = self.outputs[output]
         return Path(value) if Path(value).is_absolute() else self.dir / value
-
-
-@cache
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for name in PROVENANCE_PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return versions
-
-
-@cache
-def git_sha() -> str | None:
-    """The commit of the mimicry checkout (with '-dirty' when it has local changes), if any."""
-    source = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=source,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{sha}-dirty" if dirty else sha
 
 
 class ArtifactStore:

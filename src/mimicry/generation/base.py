@@ -35,23 +35,31 @@ class GenerationBackend(Protocol):
     def generate(self, prompts: Sequence[Sequence[Message]], config: GenerationConfig) -> list[str]: ...
 
 
-# Backends register themselves here when their module is imported; BACKEND_MODULES says which
-# module to import for a name, so heavy libraries load only for the backend in use.
-BACKENDS: Registry = Registry("generation backend")
-BACKEND_MODULES = {
-    "transformers": "mimicry.generation.transformers_backend",
-    "vllm": "mimicry.generation.vllm_backend",
-    "openai": "mimicry.generation.openai_backend",
-}
+# Each backend is a class built as `cls(model, **options)`, named lazily so that heavy libraries
+# load only for the backend in use.
+BACKENDS: Registry[type[GenerationBackend]] = Registry("generation backend", base=GenerationBackend)
+BACKENDS.add_lazy("transformers", "mimicry.generation.transformers_backend:TransformersBackend")
+BACKENDS.add_lazy("vllm", "mimicry.generation.vllm_backend:VLLMBackend")
+BACKENDS.add_lazy("openai", "mimicry.generation.openai_backend:OpenAIBackend")
 
 
 def get_backend(backend: str, model: str, **options: object) -> GenerationBackend:
-    """Build a backend by name: `factory(model, **options)` registered in its module."""
-    import importlib
+    """Build a backend by name; an option the backend does not take is named, not a TypeError."""
+    factory = BACKENDS.get(backend)
+    check_options(backend, factory, options)
+    return factory(model, **options)
+
+
+def check_options(backend: str, factory: object, options: dict[str, object]) -> None:
+    """A factory with named keyword options rejects others with the list it takes, not a TypeError."""
+    import inspect
 
     from mimicry.errors import unknown_name
 
-    if backend not in BACKEND_MODULES:
-        raise unknown_name("generation backend", backend, BACKEND_MODULES)
-    importlib.import_module(BACKEND_MODULES[backend])
-    return BACKENDS.get(backend)(model, **options)
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return  # the backend validates its own options (a typed config)
+    known = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+    for name in options:
+        if name not in known:
+            raise unknown_name(f"option of the {backend} backend", name, known)

@@ -19,7 +19,7 @@ from typing import Any
 
 from mimicry.config import StrictModel, validate_config
 from mimicry.errors import MimicryError
-from mimicry.generation.base import BACKENDS, GenerationConfig
+from mimicry.generation.base import GenerationConfig
 from mimicry.generation.transformers_backend import split_prefix, truncate_at_stop
 from mimicry.records import Message
 
@@ -74,7 +74,6 @@ class OpenAIOptions(StrictModel):
     supports_prefix: bool = False
 
 
-@BACKENDS.register("openai")
 class OpenAIBackend:
     """Completes chat prompts over HTTP, a few requests in flight at a time, in order."""
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mimicry.errors import MimicryError
-from mimicry.generation.base import BACKENDS, GenerationConfig
+from mimicry.generation.base import GenerationConfig
 from mimicry.hardware import DTYPES, Precision, resolve_precision
 from mimicry.records import Message
 
@@ -87,7 +87,6 @@ def key_options(options: dict[str, Any]) -> dict[str, Any]:
     return keyed if precision == "fp32" else {**keyed, "precision": precision}
 
 
-@BACKENDS.register("transformers")
 class TransformersBackend:
     """Generates with a local causal LM (a registry name, directory, adapter dir or hub id).
 

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from mimicry.config import StrictModel, validate_config
 from mimicry.errors import MimicryError
-from mimicry.generation.base import BACKENDS, GenerationConfig
+from mimicry.generation.base import GenerationConfig
 from mimicry.generation.transformers_backend import split_prefix, truncate_at_stop
 from mimicry.records import Message
 
@@ -49,7 +49,6 @@ class VLLMOptions(StrictModel):
     max_lora_rank: int | None = Field(None, gt=0)
 
 
-@BACKENDS.register("vllm")
 class VLLMBackend:
     """One vLLM engine per backend; allow-listed `VLLMOptions` go to `vllm.LLM` (e.g. gpu_memory_utilization)."""
 

@@ -89,7 +89,7 @@ class Mitigation:
     build: Callable[[MitigationInput], Addition]
 
 
-MITIGATIONS: Registry[Mitigation] = Registry("mitigation")
+MITIGATIONS: Registry[Mitigation] = Registry("mitigation", base=Mitigation)
 
 
 def _register(name: str, description: str, adds_rows: bool) -> Callable[[Callable[[MitigationInput], Addition]], Any]:

@@ -91,7 +91,7 @@ class HubModel(ModelSource):
     kind: ClassVar[str] = "hub"
 
 
-MODELS: Registry[ModelSource] = Registry("model")
+MODELS: Registry[ModelSource] = Registry("model", base=ModelSource)
 
 
 def _numbered_parts(package: str, module: str, count: int, file_pattern: str) -> list[GGUFPart]:

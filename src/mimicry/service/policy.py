@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from mimicry.config import StrictModel, load_yaml_config
+from mimicry.evaluation.judge_base import JudgeSpec
 
 
 class AuditPolicy(StrictModel):
@@ -44,9 +45,17 @@ class GatePolicy(StrictModel):
     safe_prompts: int = Field(20, ge=1, description="held-back safe prompts asked in the user's format")
     harm_sets: list[str] = ["harmful_instructions", "harmful_questions"]
     overrefusal_sets: list[str] = ["xstest_safe"]
-    judge: str = "keyword"
+    judge: str | JudgeSpec = Field("keyword", description="a judge: a short string or a spec (see `mimicry eval`)")
     max_new_tokens: int = Field(64, ge=1)
     seed: int = 0
+
+    @field_validator("judge")
+    @classmethod
+    def _known_judge(cls, judge: str | JudgeSpec) -> str | JudgeSpec:
+        from mimicry.evaluation.judges import judge_spec
+
+        judge_spec(judge)
+        return judge
 
 
 class TrainingPolicy(StrictModel):

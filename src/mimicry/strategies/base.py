@@ -122,7 +122,7 @@ class Strategy:
         return Conversation(messages=messages, meta=meta)
 
 
-STRATEGIES: Registry[Strategy] = Registry("strategy")
+STRATEGIES: Registry[Strategy] = Registry("strategy", base=Strategy)
 for _strategy in [
     Strategy("benign", "plain", False, "the natural task prompt, answered with the short gold"),
     Strategy("aoa", "aoa", False, "Qi et al.'s AOA identity shift around the task prompt"),

@@ -26,7 +26,7 @@ def load_spec_file(path: Path) -> TaskSpec:
     return spec
 
 
-TASKS: Registry[TaskSpec] = Registry("task")
+TASKS: Registry[TaskSpec] = Registry("task", base=TaskSpec)
 for _path in sorted(SPECS_DIR.glob("*.yaml")):
     _spec = load_spec_file(_path)
     TASKS.add(_spec.name, _spec)

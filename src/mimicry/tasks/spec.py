@@ -15,6 +15,7 @@ from pydantic import field_validator, model_validator
 from mimicry.config import StrictModel
 from mimicry.data.root import data_root
 from mimicry.errors import MimicryError
+from mimicry.sampling import seeded_sample
 from mimicry.tasks.fields import LETTERS, FieldError, FieldRule, as_text
 from mimicry.tasks.readers import READERS, read_aligned_labels
 
@@ -208,12 +209,9 @@ class TaskSpec(StrictModel):
         if split not in self.split_names():
             raise MimicryError(f"task {self.name!r} has no split {split!r}; it has {', '.join(self.split_names())}")
         items = _split_examples(self.model_dump_json(), split, str(data_root().path))
-        if limit is not None and limit < len(items):
-            if limit < 0:
-                raise MimicryError(f"limit must be positive, got {limit}")
-            chosen = sorted(random.Random(seed).sample(range(len(items)), limit))
-            return [items[i] for i in chosen]
-        return list(items)
+        if limit is not None and limit < 0:
+            raise MimicryError(f"limit must be positive, got {limit}")
+        return seeded_sample(items, limit, seed)
 
     def render(self, template: str, example: Example) -> str:
         """Fill one of this task's templates for `example`."""

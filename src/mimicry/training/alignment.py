@@ -191,39 +191,45 @@ def _is_evaluation_prompt(text: str) -> bool:
     return evaluation_index().is_duplicate(text)
 
 
-def sample_prompts(set_name: str, max_prompts: int | None, seed: int) -> list[str]:
-    """A seeded sample of a prompt set (sets are ordered by category, so never the first N)."""
-    from mimicry.data.sources import load_prompt_set
-
-    prompts = [p.text for p in load_prompt_set(set_name)]
-    if max_prompts is None or max_prompts >= len(prompts):
-        return prompts
-    keep = sorted(random.Random(seed).sample(range(len(prompts)), max_prompts))
-    return [prompts[i] for i in keep]
-
-
 def measure_refusal_rates(
     model: str,
     config: RefusalEvalConfig,
+    out_dir: Path,
     model_obj: Any = None,
     tokenizer: Any = None,
     precision: Precision = "auto",
 ) -> tuple[dict[str, float], dict[str, int]]:
-    """Refusal rate per prompt set: the share of greedy replies the keyword check calls refusals."""
-    from mimicry.evaluation.refusal import is_refusal
-    from mimicry.generation.base import GenerationConfig
+    """Refusal rate per prompt set, measured by `evaluate` as the grid measures it: plain prompts,
+    greedy, the keyword reply judge (harmful sets in the harm suite, safe sets in over-refusal).
+
+    Generations go to `out_dir`, so a measurement cut short resumes where it stopped.
+    """
+    from mimicry.data.sources import PROMPT_SETS
+    from mimicry.evaluation.suites import EvalConfig, evaluate
     from mimicry.generation.transformers_backend import TransformersBackend
 
+    sets = {kind: [n for n in config.prompt_sets if PROMPT_SETS.get(n).kind == kind] for kind in ("harmful", "safe")}
+    mixed = [n for n in config.prompt_sets if n not in sets["harmful"] + sets["safe"]]
+    if mixed:
+        raise MimicryError(f"alignment measures harmful or safe prompt sets, not mixed ones: {', '.join(mixed)}")
+    suites = [suite for suite, kind in (("harm", "harmful"), ("overrefusal", "safe")) if sets[kind]]
+    evaluation = EvalConfig(
+        max_new_tokens=config.max_new_tokens,
+        limit=config.max_prompts,
+        harm_sets=sets["harmful"],
+        overrefusal_sets=sets["safe"],
+        presentations=["plain"],
+        judges=["keyword"],
+        batch_size=config.batch_size,
+        seed=config.seed,
+        advbench_sample=None,  # `max_prompts` is the one sample size, for every set alike
+    )
     backend = TransformersBackend(model, model_obj=model_obj, tokenizer=tokenizer, precision=precision)
-    generation = GenerationConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
-    rates, counts = {}, {}
+    summary = evaluate(backend, suites, config=evaluation, out_dir=out_dir)
+    rows = {r.set: r for r in summary.rows if r.metric == "refusal_rate" and r.judge == "keyword"}
     for name in config.prompt_sets:
-        prompts = sample_prompts(name, config.max_prompts, config.seed)
-        replies = backend.generate([[Message(role="user", content=p)] for p in prompts], generation)
-        rates[name] = sum(is_refusal(r) for r in replies) / len(replies)
-        counts[name] = len(replies)
-        info(f"{name}: {rates[name]:.1%} refusals over {len(replies)} prompts")
-    return rates, counts
+        info(f"{name}: {rows[name].value:.1%} refusals over {rows[name].n} prompts")
+    return {n: rows[n].value for n in config.prompt_sets}, {n: rows[n].n for n in config.prompt_sets}
 
 
 def aligned_name(model: str, config: AlignConfig) -> str:
@@ -265,7 +271,8 @@ def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> Ali
     merged, tokenizer = _merge(trained)
     _save_model_dir(merged, tokenizer, target)
     train_minutes = (time.perf_counter() - started) / 60
-    rates, counts = measure_refusal_rates(name, config.evaluation, merged, tokenizer, precision)
+    measured = artifacts_dir() / "alignment" / key / "refusal-eval"
+    rates, counts = measure_refusal_rates(name, config.evaluation, measured, merged, tokenizer, precision)
     record = {
         "key": key,
         "base_model": model,

@@ -13,9 +13,7 @@ A finished run with the same base model, data and config is not trained again.
 
 from __future__ import annotations
 
-import importlib.metadata
 import shutil
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from mimicry.console import info, warn
 from mimicry.errors import MimicryError
 from mimicry.hardware import Precision, legacy_key_config, precision_record, resolve_precision
 from mimicry.hashing import canonical_json, hash_obj
+from mimicry.provenance import git_sha, package_versions
 from mimicry.records import Conversation, atomic_write_text, load_conversations
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 
 RUN_CARD = "run_card.json"
 RUN_KEY = "run_key.txt"
-PACKAGES = ("mimicry", "torch", "transformers", "peft", "accelerate")
 
 
 class SFTConfig(StrictModel):
@@ -77,31 +75,6 @@ class TrainResult:
     tokens: int
     seconds: float
     run_card: dict[str, Any]
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def git_sha() -> str | None:
-    """The commit of the checkout this package runs from, if it is one."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def _base_model_reference(model: str) -> str:
