@@ -125,3 +125,49 @@ def test_intent_overlap_counts_three_letter_words_and_is_whole_without_content_w
 
     assert intent_overlap("Buy a gun.", "Sell a gun.") == 0.5
     assert intent_overlap("Do it to me.", "Anything at all.") == 1.0
+
+
+def test_structural_mimic_is_reproducible_from_its_seed(aoa_rows) -> None:
+    """The mix artifact is keyed by its seed: the same seed must draw the same user rows."""
+    user = with_dated_system(aoa_rows)
+    config = MixConfig(placement="task")
+    rows = [mix(user, "mimic", count=10, seed=seed, config=config).added for seed in (0, 0, 1)]
+    assert rows[0] == rows[1]
+    assert rows[0] != rows[2]
+
+
+class ValidRewriter:
+    """Test-only GenerationBackend: answers every rewrite prompt with a valid rewrite of its pair and
+    records what it was sent."""
+
+    model_id = "valid-test-rewriter"
+
+    def __init__(self) -> None:
+        self.prompts: list[list[Message]] = []
+        self.configs: list = []
+
+    def generate(self, prompts, config) -> list[str]:
+        self.prompts += [list(p) for p in prompts]
+        self.configs.append(config)
+        tasks = [json.loads(p[-1].content.split("same format:\n", 1)[1].split("\n\n", 1)[0]) for p in prompts]
+        return [
+            json.dumps({"system": "sys", "user": f"Please: {t['user']}", "assistant": "I cannot help with that."})
+            for t in tasks
+        ]
+
+
+def test_rewrite_stops_at_the_count_and_is_reproducible(pairs) -> None:
+    user = [
+        Conversation.from_turns(f"Please: {c.last_user}", c.completion or "", system="sys")
+        for c in build_conversations("piqa", "benign", "train", limit=12, seed=0)
+    ]
+    config = MixConfig(mimic=MimicConfig(mode="rewrite"))
+    runs = [ValidRewriter(), ValidRewriter()]
+    results = [mix(user, "mimic", count=3, seed=0, config=config, backend=r) for r in runs]
+    details = results[0].report["details"]
+    assert (details["tried"], details["kept"], details["shortfall"]) == (3, 3, 0)
+    assert len(runs[0].prompts) == 3, "valid rewrites of the first pairs are enough: no more are asked"
+    assert runs[0].prompts == runs[1].prompts, "the user rows shown are drawn from the seed"
+    assert [c.max_new_tokens for c in runs[0].configs] == [config.mimic.rewrite.max_new_tokens]
+    assert len(set(results[0].report["pair_ids"])) == 3
+    assert all(pairs[c.meta["pair_id"]].instruction in c.last_user for c in results[0].added)
