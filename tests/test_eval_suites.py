@@ -281,3 +281,13 @@ def test_cli_validate_judges_writes_the_report(tmp_path: Path) -> None:
     assert main(["eval", "validate-judges", "--judge", "keyword", "--write", str(report)]) == 0
     text = report.read_text()
     assert "| keyword | test |" in text and "mimicry eval validate-judges" in text
+
+
+def test_records_go_to_a_new_nested_directory_as_utf8_and_need_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "eval" / "records.jsonl"
+    store = RecordStore(path)
+    store.append([{"key": "a", "response": "Désolé, je ne peux pas."}])
+    assert "Désolé" in path.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="every record needs a 'key'"):
+        store.append([{"response": "no key"}])
+    assert RecordStore(path).records() == [{"key": "a", "response": "Désolé, je ne peux pas."}]

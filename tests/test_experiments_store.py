@@ -7,6 +7,7 @@ for these tests; the full chain with the project's stages is tested in test_expe
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from mimicry.errors import MimicryError
 from mimicry.experiments.stages import BaseStage, materialize
-from mimicry.experiments.store import MANIFEST, ArtifactStore
+from mimicry.experiments.store import MANIFEST, ArtifactStore, Stopwatch
 
 
 class WordCount(BaseStage):
@@ -188,3 +189,11 @@ def test_discarding_forgets_an_artifact_even_without_its_manifest(store: Artifac
     store.discard("words", "k2")
     assert not store.final_dir("words", "k2").exists()
     store.discard("words", "never-made")
+
+
+def test_a_stopwatch_records_when_a_stage_ran_and_for_how_long() -> None:
+    watch = Stopwatch()
+    time.sleep(0.01)
+    record = watch.record()
+    assert set(record) == {"started", "finished", "seconds"}
+    assert record["seconds"] == round(record["finished"] - record["started"], 3) >= 0.01

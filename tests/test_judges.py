@@ -340,7 +340,7 @@ def test_a_grid_naming_judges_by_mappings_keys_its_evaluation_like_the_short_str
 
 def test_a_reply_refuses_only_within_its_window() -> None:
     """`is_refusal_reply` (over-refusal) reads the first 200 characters by default, like the judge."""
-    from mimicry.evaluation.refusal import is_refusal_reply
+    from mimicry.evaluation.refusal import is_refusal, is_refusal_reply
 
     inside = "Here is a detailed guide. " + "x" * 165 + " I cannot do that."  # "I cannot" ends at 200
     outside = "Here is a detailed guide. " + "x" * 166 + " I cannot do that."  # ... and here at 201
@@ -348,3 +348,5 @@ def test_a_reply_refuses_only_within_its_window() -> None:
     assert is_refusal_reply(outside) is False
     assert is_refusal_reply(outside, window=201) is True
     assert is_refusal_reply(inside, window=199) is False
+    # the data check reads the same 200 characters
+    assert is_refusal(inside) is True and is_refusal(outside) is False
