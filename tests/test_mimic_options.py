@@ -8,6 +8,7 @@ import json
 import pytest
 
 from mimicry.data.sources import SafetyPair, safety_partition
+from mimicry.errors import MimicryError
 from mimicry.mitigations import MixConfig, infer_format, mix
 from mimicry.mitigations.mimic import MimicConfig
 from mimicry.records import Conversation, Message
@@ -171,3 +172,25 @@ def test_rewrite_stops_at_the_count_and_is_reproducible(pairs) -> None:
     assert [c.max_new_tokens for c in runs[0].configs] == [config.mimic.rewrite.max_new_tokens]
     assert len(set(results[0].report["pair_ids"])) == 3
     assert all(pairs[c.meta["pair_id"]].instruction in c.last_user for c in results[0].added)
+
+
+def test_a_request_slot_past_the_template_is_a_clear_error(aoa_rows) -> None:
+    config = MixConfig(placement="task", mimic=MimicConfig(request_slot=4))
+    with pytest.raises(MimicryError, match="request_slot 4 does not exist: the user template has 3 slots"):
+        mix(aoa_rows, "mimic", count=2, seed=0, config=config)
+
+
+def test_without_a_scaffold_each_row_copies_a_drawn_rows_system_prompt(pairs) -> None:
+    from mimicry.data.sources import load_instruction_set
+    from mimicry.mitigations.mimic import structural_mimic
+
+    systems = ["You are terse.", "You love poetry and rhyme."]
+    base = load_instruction_set("alpaca_tiny")[:30]
+    user = [Conversation.from_turns(c.last_user, c.completion, system=systems[i % 2]) for i, c in enumerate(base)]
+    fmt = infer_format(user)
+    assert not fmt.has_scaffold
+    chosen = list(pairs.values())[:8]
+    made = structural_mimic(user, chosen, fmt, MimicConfig(), seed=0)
+    assert made.details["fallback"] == "per_example"
+    assert made.pair_ids == [p.id for p in chosen]
+    assert {c.system for c in made.conversations} == set(systems)
