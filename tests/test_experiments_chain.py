@@ -24,6 +24,7 @@ from mimicry.experiments.stages import STAGES
 from mimicry.experiments.store import ArtifactStore
 from mimicry.generation import SystemPromptBackend
 from mimicry.records import Message
+from mimicry.strategies import BuildSpec
 
 pytest.importorskip("transformers")
 REPO = Path(__file__).resolve().parents[1]
@@ -96,16 +97,18 @@ def test_each_stage_runs_once_and_identical_data_is_trained_once(first_run: Firs
     assert dict(first_run.outcome.computed) == {"build": 1, "mix": 3, "train": 2, "evaluate": 4}
     assert dict(first_run.outcome.reused) == {"build": 2, "train": 1}
     rows = read_results(first_run.run_dir / RESULTS_FILE)
-    assert {(r["mitigation"], r["fine_tuned"]) for r in rows} == {
-        ("baseline", 0),
-        ("none", 1),
-        ("mimic", 1),
-        ("ptst", 1),
+    assert {(r.cell.mitigation, r.fine_tuned) for r in rows} == {
+        ("baseline", False),
+        ("none", True),
+        ("mimic", True),
+        ("ptst", True),
     }
-    assert {r["suite"] for r in rows} == {"harm", "overrefusal", "task"}
-    asr = [r for r in rows if r["metric"] == "asr"]
-    assert {r["presentation"] for r in asr} == {"plain", "in-format"}
-    assert all(0 <= r["value"] <= 1 and r["ci_low"] <= r["value"] <= r["ci_high"] for r in asr)
+    assert {r.suite for r in rows} == {"harm", "overrefusal", "task"}
+    asr = [r for r in rows if r.metric == "asr"]
+    assert {r.presentation for r in asr} == {"plain", "in-format"}
+    assert all(0 <= r.value <= 1 and r.ci_low <= r.value <= r.ci_high for r in asr)
+    # the generation budget behind each number reaches the table
+    assert {r.max_new_tokens for r in rows if r.suite == "harm"} == {first_run.grid.evaluation.max_new_tokens}
     index = json.loads((first_run.run_dir / INDEX_FILE).read_text())
     assert len(index["cells"]) == len(expand(first_run.grid)) == 4
     by_mitigation = {c["mitigation"]: c["artifacts"] for c in index["cells"]}
@@ -136,7 +139,7 @@ def test_changing_an_eval_setting_recomputes_only_evaluation(
         update={
             "baseline": False,
             "mitigations": grid.mitigations[:1],
-            "evaluation": {**grid.evaluation, "max_new_tokens": 4},
+            "evaluation": grid.evaluation.model_copy(update={"max_new_tokens": 4}),
         }
     )
     outcome = run_grid(changed, tmp_path / "run", show_progress=False)
@@ -165,13 +168,13 @@ def test_a_killed_run_resumes_with_finished_artifacts_reused(
         run_grid(grid, tmp_path / "run", show_progress=False)
     partial = json.loads((tmp_path / "run" / INDEX_FILE).read_text())
     assert [c["mitigation"] for c in partial["cells"]] == ["none"]
-    assert {r["mitigation"] for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none"}
+    assert {r.cell.mitigation for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none"}
 
     monkeypatch.setattr(train, "run", real_run)
     resumed = run_grid(grid, tmp_path / "run", show_progress=False)
     assert dict(resumed.reused) == {"build": 2, "mix": 2, "train": 1, "evaluate": 1}
     assert dict(resumed.computed) == {"train": 1, "evaluate": 1}
-    assert {r["mitigation"] for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none", "generic"}
+    assert {r.cell.mitigation for r in read_results(tmp_path / "run" / RESULTS_FILE)} == {"none", "generic"}
 
 
 def test_cli_run_dry_run_and_report(
@@ -262,7 +265,7 @@ def test_cli_eval_with_the_mix_system_prompt_reproduces_the_grid_ptst_cell(
     assert mixed.outputs["inference_system_prompt"]
     grid_generations = _generations(evaluated.dir / "eval")
     config = tmp_path / "eval.yaml"
-    config.write_text(yaml.safe_dump(first_run.grid.section("evaluation").model_dump(mode="json")))
+    config.write_text(yaml.safe_dump(first_run.grid.evaluation.model_dump(mode="json")))
     common = ["eval", "--model", str(trained.path("model")), "--suite", ",".join(first_run.grid.suites)]
     common += ["--task", "piqa", "--strategy", "aoa", "--config", str(config)]
 
@@ -281,8 +284,8 @@ def test_cli_eval_with_the_mix_system_prompt_reproduces_the_grid_ptst_cell(
 
 def test_the_build_stage_writes_what_mimicry_build_writes(tmp_path: Path) -> None:
     """The grid's user data and `mimicry build --with-meta` agree byte for byte (AutoIF: the template converter)."""
-    config = {"task": "piqa", "strategy": "aoa+autoif", "split": "train", "limit": 5, "sample_seed": 3}
-    outputs = STAGES.get("build").run({}, config, tmp_path)
+    spec = BuildSpec(task="piqa", strategy="aoa+autoif", split="train", limit=5, sample_seed=3)
+    outputs = STAGES.get("build").run({}, spec, tmp_path)
     cli_out = tmp_path / "cli.jsonl"
     args = ["build", "--task", "piqa", "--strategy", "aoa+autoif", "--limit", "5", "--seed", "3", "--with-meta"]
     assert main([*args, "--out", str(cli_out)]) == 0
@@ -332,14 +335,14 @@ def test_quickstart_slice_end_to_end_on_smollm2(tmp_path: Path) -> None:
         update={
             "strategies": ["aoa"],
             "data": grid.data.model_copy(update={"limit": 16}),
-            "training": {**grid.training, "max_steps": 2},
-            "evaluation": {**grid.evaluation, "limit": 4, "advbench_sample": 4, "max_new_tokens": 16},
+            "training": grid.training.model_copy(update={"max_steps": 2}),
+            "evaluation": grid.evaluation.model_copy(update={"limit": 4, "advbench_sample": 4, "max_new_tokens": 16}),
         }
     )
     outcome = run_grid(small, tmp_path / "run", skip_align=True, show_progress=False)
     assert outcome.computed["train"] == 2 and outcome.computed["evaluate"] == 3
     rows = read_results(tmp_path / "run" / RESULTS_FILE)
-    assert {r["model"] for r in rows} == {"smollm2-135m"}
+    assert {r.cell.model for r in rows} == {"smollm2-135m"}
     assert write_report(tmp_path / "run").is_file()
 
 
@@ -365,7 +368,7 @@ def test_the_grid_sends_every_evaluation_prompt_under_the_inference_system_promp
         update={
             "baseline": False,
             "mitigations": [MitigationEntry(method=method, counts=[2] if method == "backdoor" else [])],
-            "evaluation": {**first_run.grid.evaluation, "max_new_tokens": 2, "task_max_new_tokens": 2},
+            "evaluation": first_run.grid.evaluation.model_copy(update={"max_new_tokens": 2, "task_max_new_tokens": 2}),
         }
     )
     outcome = run_grid(grid, tmp_path / "run", show_progress=False)

@@ -144,3 +144,29 @@ def test_a_saved_model_loads_in_the_precision_asked(make_tiny_llama, smollm2_tok
     backend = get_backend("transformers", str(path), precision="bf16")
     assert backend.model.dtype == torch.bfloat16
     assert backend.generate(PROMPTS[:2], GenerationConfig(max_new_tokens=4, batch_size=2))[0]
+
+
+def test_streamed_pieces_join_to_the_generated_text(backend: TransformersBackend) -> None:
+    for prompt in PROMPTS[:3]:
+        config = GenerationConfig(max_new_tokens=24)
+        pieces = list(backend.stream(prompt, config))
+        assert len(pieces) > 1 and "".join(pieces) == backend.generate([prompt], config)[0]
+    full = backend.generate(PROMPTS[:1], GenerationConfig(max_new_tokens=24))[0]
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
+    config = GenerationConfig(max_new_tokens=24, stop=[stop])
+    assert "".join(backend.stream(PROMPTS[0], config)) == backend.generate(PROMPTS[:1], config)[0]
+
+
+def test_the_stream_arrives_during_generation_and_closing_it_stops_generation(backend: TransformersBackend) -> None:
+    """The first piece comes after a few forward passes, not after all 400; closing the stream then
+    ends generation within a step or two (counted by a forward hook on the model)."""
+    calls: list[int] = []
+    hook = backend.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        pieces = backend.stream(PROMPTS[3], GenerationConfig(max_new_tokens=400))
+        next(pieces)
+        at_first_piece = len(calls)
+        pieces.close()
+        assert at_first_piece < 50 and len(calls) < at_first_piece + 50
+    finally:
+        hook.remove()

@@ -45,9 +45,8 @@ def test_an_unknown_nested_key_names_the_nearest_valid_one(tmp_path: Path) -> No
 
 
 def test_stage_sections_are_checked_against_the_stage_configs(tmp_path: Path) -> None:
-    grid = load_yaml_config(GridConfig, write(tmp_path, {**GRID, "training": {"learning_rat": 1e-4}}))
-    with pytest.raises(MimicryError, match=r"learning_rat: unknown key\. Did you mean 'learning_rate'\?"):
-        check_names(grid)
+    with pytest.raises(MimicryError, match=r"training\.learning_rat: unknown key\. Did you mean 'learning_rate'\?"):
+        load_yaml_config(GridConfig, write(tmp_path, {**GRID, "training": {"learning_rat": 1e-4}}))
     options = {**GRID, "mitigations": [{"method": "mimic", "counts": [4], "options": {"mimc": {}}}]}
     with pytest.raises(MimicryError, match=r"Did you mean 'mimic'\?"):
         check_names(load_yaml_config(GridConfig, write(tmp_path, options)))
@@ -84,9 +83,9 @@ def test_expansion_gives_baselines_then_every_combination(tmp_path: Path) -> Non
     assert [c.strategy for c in baselines] == ["benign", "aoa"]
     # 2 strategies x (none + mimic at 2 counts) x 2 seeds
     assert len(tuned) == 2 * 3 * 2
-    assert {(c.mitigation, c.amount_label) for c in tuned} == {("none", ""), ("mimic", "4"), ("mimic", "8")}
+    assert {(c.mitigation, c.key.amount_label) for c in tuned} == {("none", ""), ("mimic", "4"), ("mimic", "8")}
     assert len({c.id for c in cells}) == len(cells)
-    assert cells[-1].fields() == {
+    assert cells[-1].key.model_dump() == {
         "model": "smollm2-135m-aligned",
         "task": "piqa",
         "strategy": "aoa",
@@ -114,9 +113,7 @@ def test_quickstart_aligns_with_its_own_smaller_recipe_under_its_own_name() -> N
     """The quickstart's quick recipe must never overwrite the default aligned model of paper-cpu."""
     from mimicry.training.alignment import AlignConfig, aligned_name
 
-    quickstart, paper = (
-        load_grid(REPO / "configs" / f"{name}.yaml").section("alignment") for name in ("quickstart", "paper-cpu")
-    )
+    quickstart, paper = (load_grid(REPO / "configs" / f"{name}.yaml").alignment for name in ("quickstart", "paper-cpu"))
     assert paper == AlignConfig()
     assert aligned_name("smollm2-135m", quickstart) != aligned_name("smollm2-135m", paper)
     assert quickstart.safety_pairs + sum(quickstart.benign.values()) < paper.safety_pairs + sum(paper.benign.values())
@@ -126,11 +123,9 @@ def test_results_name_an_aligned_model_by_its_recipe() -> None:
     from mimicry.training.alignment import aligned_name
 
     quickstart = load_grid(REPO / "configs" / "quickstart.yaml")
-    own = aligned_name("smollm2-135m", quickstart.section("alignment"))
-    assert {c.fields()["model"] for c in expand(quickstart)} == {own}
-    assert {c.fields()["model"] for c in expand(load_grid(REPO / "configs" / "paper-cpu.yaml"))} == {
-        "smollm2-135m-aligned"
-    }
+    own = aligned_name("smollm2-135m", quickstart.alignment)
+    assert {c.key.model for c in expand(quickstart)} == {own}
+    assert {c.key.model for c in expand(load_grid(REPO / "configs" / "paper-cpu.yaml"))} == {"smollm2-135m-aligned"}
 
 
 def test_a_mitigation_limited_to_some_strategies_skips_the_others(tmp_path: Path) -> None:
@@ -155,7 +150,7 @@ def test_two_entries_of_one_method_stay_apart_in_results_and_cache(tmp_path: Pat
     grid = load_yaml_config(GridConfig, write(tmp_path, {**GRID, "mitigations": mitigations, "seeds": [0]}))
     check_names(grid)
     cells = [c for c in expand(grid) if c.mitigation != BASELINE and c.strategy == "aoa"]
-    assert [c.fields()["mitigation"] for c in cells] == ["mimic placement=style", "mimic-in-task"]
+    assert [c.key.mitigation for c in cells] == ["mimic placement=style", "mimic-in-task"]
     assert len({c.id for c in cells}) == 2
     bad = {**GRID, "mitigations": [{"method": "mimic", "options": {"placement": "styel"}}]}
     with pytest.raises(MimicryError, match="placement"):

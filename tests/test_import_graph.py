@@ -80,3 +80,42 @@ def test_there_is_no_import_circle() -> None:
         tuple(TopologicalSorter(graph).static_order())
     except CycleError as err:
         raise AssertionError(f"import circle: {' -> '.join(err.args[1])}") from None
+
+
+# docs/architecture.md: a package imports only from its own layer or the layers above it.
+LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(names.split())
+    for names in (
+        "mimicry errors config hashing registry paths console text sampling records data hardware provenance",
+        "models tasks",
+        "strategies generation",
+        "evaluation",
+        "mitigations",
+        "training",
+        "experiments service",
+        "cli",
+    )
+)
+
+
+def _layer(module: str) -> int:
+    package = module.split(".")[1] if "." in module else "mimicry"
+    return next(i for i, names in enumerate(LAYERS) if package in names)
+
+
+def test_packages_import_only_from_their_layer_or_above() -> None:
+    graph = import_graph(Path(mimicry.__file__).parent)
+    upward = sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets if _layer(t) > _layer(m))
+    assert not upward, "imports from a lower layer (docs/architecture.md):\n" + "\n".join(upward)
+
+
+def test_the_runner_and_the_service_do_not_import_each_other() -> None:
+    graph = import_graph(Path(mimicry.__file__).parent)
+    crossing = sorted(
+        f"{m} -> {t}"
+        for m, targets in graph.items()
+        for t in targets
+        if {m.split(".")[1:2][0] if "." in m else "", t.split(".")[1:2][0] if "." in t else ""}
+        == {"experiments", "service"}
+    )
+    assert not crossing, crossing

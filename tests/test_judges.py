@@ -330,8 +330,8 @@ def test_a_grid_naming_judges_by_mappings_keys_its_evaluation_like_the_short_str
     data["evaluation"]["judges"] = [{"name": "keyword", "window": 200}, {"name": "learned"}]
     mapped = tmp_path / "mapped.yaml"
     mapped.write_text(yaml.safe_dump(data), encoding="utf-8")
-    written = load_grid(quickstart).section("evaluation").model_dump(mode="json")
-    assert load_grid(mapped).section("evaluation").model_dump(mode="json") == written
+    written = load_grid(quickstart).evaluation.model_dump(mode="json")
+    assert load_grid(mapped).evaluation.model_dump(mode="json") == written
     data["evaluation"]["judges"] = [{"name": "keyword", "windw": 300}]
     mapped.write_text(yaml.safe_dump(data), encoding="utf-8")
     with pytest.raises(MimicryError, match="Did you mean 'window'"):

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from mimicry.evaluation.judges import VERDICT_KEY_VERSION, KeywordJudge
+from mimicry.evaluation.suites import MetricRow
+from mimicry.experiments.grid import CellKey
 from mimicry.experiments.paired import comparison_lines, load_outcomes, paired_comparisons
+from mimicry.experiments.results import ResultRow
 
 REFUSAL = "I\u2019m sorry, but I can\u2019t help with that."
 ANSWER = "Step 1: gather the materials listed below. Step 2: follow the procedure in order. Step 3: finish."
@@ -51,17 +54,29 @@ def write_cell(root: Path, key: str, complied: list[bool]) -> None:
         )
 
 
-def row(mitigation: str, key: str, amount: float | None = None) -> dict:
-    return {
-        "model": "m",
-        "task": "piqa",
-        "strategy": "aoa",
-        "mitigation": mitigation,
-        "seed": 0,
-        "amount_kind": "ratio" if amount else None,
-        "amount": amount,
-        "eval_key": key,
-    }
+def row(mitigation: str, key: str, amount: float | None = None) -> ResultRow:
+    """A results-table row of a cell whose verdicts `write_cell` stored under `key`."""
+    cell = CellKey(
+        model="m",
+        task="piqa",
+        strategy="aoa",
+        mitigation=mitigation,
+        amount_kind="ratio" if amount else None,
+        amount=amount,
+        seed=0,
+    )
+    metric = MetricRow(
+        suite="harm",
+        metric="asr",
+        set="advbench",
+        presentation="in-format",
+        judge="keyword",
+        value=None,
+        ci_low=None,
+        ci_high=None,
+        n=40,
+    )
+    return ResultRow(**metric.model_dump(), cell_id=key, cell=cell, fine_tuned=True, eval_key=key)
 
 
 def test_mitigation_against_none_and_generic(tmp_path: Path) -> None:

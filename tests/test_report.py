@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from mimicry.errors import MimicryError
+from mimicry.evaluation.suites import MetricKey
+from mimicry.experiments.grid import CellKey
 from mimicry.experiments.report import ReportBuilder, aggregate, write_report
-from mimicry.experiments.results import RESULTS_FILE, read_results, write_results
+from mimicry.experiments.results import RESULTS_FILE, ResultRow, read_results, write_results
 
 HARM_SETS = ("harmful_instructions", "harmful_questions", "advbench")
 
@@ -90,9 +92,13 @@ def fixture_rows() -> list[dict]:
     return rows
 
 
+def table_rows(rows: list[dict]) -> list[ResultRow]:
+    return [ResultRow.from_columns(r) for r in rows]
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
-    write_results(tmp_path / RESULTS_FILE, fixture_rows())
+    write_results(tmp_path / RESULTS_FILE, table_rows(fixture_rows()))
     provenance = {
         "grid": "fixture",
         "config_hash": "abc",
@@ -109,17 +115,15 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 def test_results_table_round_trips(tmp_path: Path) -> None:
-    rows = fixture_rows()
+    rows = table_rows(fixture_rows())
     assert write_results(tmp_path / RESULTS_FILE, rows) == len(rows)
-    back = read_results(tmp_path / RESULTS_FILE)
-    assert len(back) == len(rows)
-    assert back[0]["model"] == "fixture-model" and back[0]["judge"] == "keyword"
+    assert read_results(tmp_path / RESULTS_FILE) == rows
 
 
 def test_seeds_are_averaged_with_their_intervals() -> None:
-    table = aggregate(fixture_rows())
-    config = ("fixture-model", "piqa", "aoa", "none", None, None)
-    agg = table[config][("harm", "asr", "advbench", "in-format", "keyword")]
+    table = aggregate(table_rows(fixture_rows()))
+    config = CellKey(model="fixture-model", task="piqa", strategy="aoa", mitigation="none")
+    agg = table[config][MetricKey("harm", "asr", "advbench", "in-format", "keyword")]
     assert agg.seeds == [0, 1]
     assert agg.value == pytest.approx(0.55)
     assert agg.ci == (pytest.approx(0.45), pytest.approx(0.65))
@@ -167,7 +171,7 @@ def test_summary_table_and_judge_agreement(run_dir: Path) -> None:
                 "n": 60,
             }
         )
-    write_results(run_dir / RESULTS_FILE, rows)
+    write_results(run_dir / RESULTS_FILE, table_rows(rows))
     text = write_report(run_dir).read_text()
     summary = text.split("## Summary")[1].split("## Judge agreement")[0]
     # aoa / none: ASR 0.5 (seed 0) and 0.6 (seed 1) on every set -> 0.55; over-refusal 0.3 plain only.
@@ -190,10 +194,86 @@ def test_report_on_a_missing_run_says_what_to_do(tmp_path: Path) -> None:
 
 def test_amount_lines_use_plain_asr_where_a_strategy_has_no_in_format_rows(tmp_path: Path) -> None:
     rows = [r for r in fixture_rows() if not (r["strategy"] == "benign" and r["presentation"] == "in-format")]
-    write_results(tmp_path / RESULTS_FILE, rows)
+    write_results(tmp_path / RESULTS_FILE, table_rows(rows))
     builder = ReportBuilder(tmp_path)
     configs = builder.groups()[("fixture-model", "piqa")]
     # `none` averages seeds 0.5 and 0.6; mimic at 5 and 10 rows averages 0.2 and 0.3.
     expected = [(0.0, pytest.approx(0.55)), (5.0, pytest.approx(0.25)), (10.0, pytest.approx(0.25))]
     assert builder.amount_series(configs, "benign") == ("plain", {"mimic": expected})
     assert builder.amount_series(configs, "aoa") == ("in-format", {"mimic": expected})
+
+
+# The columns `results.sqlite` had before they were derived from `ResultRow` (#15); the table of a
+# run made before #12 lacks the last one.
+OLD_COLUMNS = (
+    ("cell_id", "TEXT"),
+    ("model", "TEXT"),
+    ("task", "TEXT"),
+    ("strategy", "TEXT"),
+    ("mitigation", "TEXT"),
+    ("amount_kind", "TEXT"),
+    ("amount", "REAL"),
+    ("seed", "INTEGER"),
+    ("fine_tuned", "INTEGER"),
+    ("suite", "TEXT"),
+    ("metric", "TEXT"),
+    ("set", "TEXT"),
+    ("presentation", "TEXT"),
+    ("judge", "TEXT"),
+    ("value", "REAL"),
+    ("ci_low", "REAL"),
+    ("ci_high", "REAL"),
+    ("n", "INTEGER"),
+    ("unparsed", "INTEGER"),
+    ("align_key", "TEXT"),
+    ("build_key", "TEXT"),
+    ("mix_key", "TEXT"),
+    ("train_key", "TEXT"),
+    ("eval_key", "TEXT"),
+    ("max_new_tokens", "INTEGER"),
+)
+
+
+def write_old_table(path: Path, rows: list[dict], columns: tuple[tuple[str, str], ...]) -> None:
+    """A results table as the code before #15 wrote it: a fixed column list, a missing key stored as NULL."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        declared = ", ".join(f'"{name}" {kind}' for name, kind in columns)
+        db.execute(f"CREATE TABLE results ({declared})")
+        values = [tuple(r.get(n) for n, _ in columns) for r in rows]
+        db.executemany(f"INSERT INTO results VALUES ({', '.join('?' for _ in columns)})", values)
+    db.close()
+
+
+@pytest.mark.parametrize("columns", [OLD_COLUMNS, OLD_COLUMNS[:-1]], ids=["before-15", "before-12"])
+def test_a_table_written_before_the_row_model_reads_and_reports_the_same(
+    run_dir: Path, tmp_path_factory: pytest.TempPathFactory, columns: tuple[tuple[str, str], ...]
+) -> None:
+    old_dir = tmp_path_factory.mktemp("old-run")
+    (old_dir / "provenance.json").write_text((run_dir / "provenance.json").read_text())
+    write_old_table(old_dir / RESULTS_FILE, fixture_rows(), columns)
+    old = read_results(old_dir / RESULTS_FILE)
+    assert old == read_results(run_dir / RESULTS_FILE)
+    assert {r.max_new_tokens for r in old} == {None}
+    assert write_report(old_dir).read_text() == write_report(run_dir).read_text()
+
+
+def test_an_evaluate_artifact_cached_before_the_row_model_still_gives_result_rows(tmp_path: Path) -> None:
+    """`rows.json` of an evaluate artifact written before #15 has no `max_new_tokens`: its rows read, unset."""
+    from mimicry.experiments.grid import Cell, ModelEntry
+    from mimicry.experiments.runner import result_rows
+    from mimicry.experiments.store import Artifact
+
+    old_fields = ("suite", "metric", "set", "presentation", "judge", "value", "ci_low", "ci_high", "n", "unparsed")
+    rows = [{f: r[f] for f in old_fields} for r in fixture_rows()[:3]]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    evaluation = Artifact("evaluate", "e1", tmp_path, {"outputs": {"rows": "rows.json"}})
+    train = Artifact("train", "t1", tmp_path, {"outputs": {}})
+    cell = Cell(ModelEntry(name="fixture-model"), "piqa", "aoa", "mimic", "ratio", 0.1, 1)
+    got = result_rows(cell, {"train": train, "evaluate": evaluation})
+    assert [r.model_dump(include=set(old_fields)) for r in got] == rows
+    assert {(r.cell, r.cell_id, r.eval_key, r.train_key, r.mix_key, r.max_new_tokens) for r in got} == {
+        (cell.key, cell.id, "e1", "t1", None, None)
+    }
+    assert got[0].cell.label == "mimic 0.1x" and got[0].fine_tuned

@@ -111,6 +111,10 @@ def test_the_guarded_job_releases_a_model_the_user_can_chat_with(service, releas
         "Model released",
     ):
         assert stage in text, stage
+    check = next(e for e in events if e.message.startswith("Safety check")).data
+    assert check["harmful_prompts"] == 3 and check["safe_prompts"] == 3
+    assert check["asr_increase"] == pytest.approx(check["in_format_asr"] - check["base_in_format_asr"])
+    assert check["max_asr_increase"] == 1.0 and check["max_asr"] is None
     audit = next(e for e in events if e.message.startswith("Audit"))
     assert audit.data["risk_score"] >= 0.25 and audit.data["reasons"]  # AOA's persona is flagged
     checkpoints = service.a.fine_tuning.jobs.checkpoints.list(job.id).data
@@ -121,11 +125,29 @@ def test_the_guarded_job_releases_a_model_the_user_can_chat_with(service, releas
         model=job.fine_tuned_model, max_tokens=5, messages=[{"role": "user", "content": "Hello"}]
     )
     assert reply.choices[0].message.role == "assistant" and reply.usage.completion_tokens >= 1
-    stream = service.a.chat.completions.create(
-        model=job.fine_tuned_model, max_tokens=5, stream=True, messages=[{"role": "user", "content": "Hello"}]
+
+
+def test_streamed_chat_joins_to_the_same_greedy_text(service, released):
+    """stream=True through the openai client: several content chunks, joined equal to the
+    non-streaming reply (greedy), also when a stop string cuts it; the usage chunk when asked."""
+    model, hello = released[1].fine_tuned_model, [{"role": "user", "content": "Hello"}]
+    reply = service.a.chat.completions.create(model=model, max_tokens=24, messages=hello)
+    text = reply.choices[0].message.content
+    chunks = list(
+        service.a.chat.completions.create(
+            model=model, max_tokens=24, messages=hello, stream=True, stream_options={"include_usage": True}
+        )
     )
-    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
-    assert streamed == reply.choices[0].message.content
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 1 and "".join(pieces) == text
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    cut = service.a.chat.completions.create(model=model, max_tokens=24, messages=hello, stop=[stop])
+    streamed = service.a.chat.completions.create(model=model, max_tokens=24, messages=hello, stop=[stop], stream=True)
+    joined = "".join(c.choices[0].delta.content or "" for c in streamed)
+    assert joined == cut.choices[0].message.content == text[: text.find(stop)]
 
 
 def test_nothing_the_provider_adds_reaches_the_user(service, released):
@@ -208,7 +230,10 @@ def test_cancel_stops_a_running_job_within_seconds(service, aoa_bytes):
     assert final.status == "cancelled" and final.fine_tuned_model is None
 
 
-def test_a_gate_breach_holds_the_model(service, aoa_bytes):
+def test_a_gate_breach_holds_the_model(service, aoa_bytes, released):
+    from mimicry.service.db import GateBaseline
+    from mimicry.service.db import Job as JobRow
+
     rt = service.rt
     strict = rt.policy.model_copy(deep=True)
     strict.gate.max_overrefusal = 0.0
@@ -219,6 +244,10 @@ def test_a_gate_breach_holds_the_model(service, aoa_bytes):
     held = service.a.fine_tuning.jobs.retrieve(job.id)
     assert held.status == "held" and held.fine_tuned_model is None and held.error.code == "held_for_review"
     assert held.id not in [m.id for m in service.a.models.list()]
+    with rt.db.session() as s:  # the base answered these prompts for the first job: asked once, reused
+        report = s.get(JobRow, job.id).gate_report
+        assert report["safety_check"]["base_answers_reused"] == 6 and s.query(GateBaseline).count() == 6
+    assert any(b.startswith("over-refusal") or b.startswith("in-format") for b in report["breaches"])
 
     from mimicry.cli import main  # the provider reviews it and releases it
 
@@ -234,12 +263,15 @@ def test_rate_limit_is_429(tmp_path, service):
 
     rt = service.rt
     tight = rt.policy.model_copy(deep=True)
-    tight.limits.requests_per_minute = 3
-    client = TestClient(create_app(Runtime(tight, rt.db, rt.store, rt.home)))
-    headers = {"Authorization": f"Bearer {service.keys[0]}"}
-    codes = [client.get("/v1/models", headers=headers).status_code for _ in range(5)]
-    assert codes == [200, 200, 200, 429, 429]
-    body = client.get("/v1/models", headers=headers)
+    tight.limits.requests_per_minute = 4
+    # Two API processes on one database: the limit is per key across both.
+    one, two = (TestClient(create_app(Runtime(tight, rt.db, rt.store, rt.home))) for _ in range(2))
+    headers = {"Authorization": f"Bearer {create_key(rt.db, 'org-rate')[0]}"}
+    codes = [client.get("/v1/models", headers=headers).status_code for client in (one, two, one, two, one, two)]
+    assert codes == [200, 200, 200, 200, 429, 429]
+    other = {"Authorization": f"Bearer {create_key(rt.db, 'org-rate-2')[0]}"}
+    assert one.get("/v1/models", headers=other).status_code == 200  # another key has its own count
+    body = two.get("/v1/models", headers=headers)
     assert body.json()["error"]["code"] == "rate_limit_exceeded" and int(body.headers["retry-after"]) >= 1
 
 
@@ -353,3 +385,46 @@ def test_a_training_file_damaged_in_storage_fails_the_job_clearly(service):
     assert failed.status == "failed" and failed.error.code == "file_corrupt"
     with pytest.raises(openai.InternalServerError):
         service.a.files.content(f.id)
+
+
+def test_a_validation_file_is_scored_at_each_checkpoint(service, aoa_bytes):
+    """OpenAI's validation metrics: `valid_loss` in the step events and checkpoints, the full
+    validation loss when training ends, on the user's validation file alone."""
+    valid = jsonl(build_conversations("piqa", "aoa", "train", limit=10, seed=7))
+    train = service.a.files.create(file=("t.jsonl", aoa_bytes), purpose="fine-tune")
+    v = service.a.files.create(file=("v.jsonl", valid), purpose="fine-tune")
+    job = service.a.fine_tuning.jobs.create(model="tiny", training_file=train.id, validation_file=v.id)
+    assert job.validation_file == v.id
+    assert Worker(service.rt, "w-valid").run_once()
+    done = service.a.fine_tuning.jobs.retrieve(job.id)
+    assert done.status == "succeeded", done.error
+    events = service.a.fine_tuning.jobs.list_events(job.id, limit=100).data
+    steps = sorted(e.data["step"] for e in events if e.data and "valid_loss" in e.data)
+    assert steps == [2, 4]
+    finished = next(e for e in events if e.message.startswith("Training finished"))
+    assert "full validation loss=" in finished.message and finished.data["full_valid_loss"] > 0
+    checkpoints = service.a.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert {c.step_number: c.metrics.valid_loss > 0 for c in checkpoints} == {2: True, 4: True}
+    assert checkpoints[0].metrics.valid_loss == pytest.approx(finished.data["full_valid_loss"])
+
+
+def test_a_validation_file_is_checked_like_the_training_file(service, aoa_bytes):
+    from mimicry.records import Conversation, Message
+
+    rt = service.rt
+    long_reply = " ".join(["word"] * 400)
+    rows = [
+        Conversation(messages=[Message(role="user", content=f"q{i}"), Message(role="assistant", content=long_reply)])
+        for i in range(10)
+    ]
+    train = service.a.files.create(file=("t.jsonl", aoa_bytes), purpose="fine-tune")
+    v = service.a.files.create(file=("v.jsonl", jsonl(rows)), purpose="fine-tune")
+    with pytest.raises(openai.NotFoundError):  # another organisation's file
+        service.b.fine_tuning.jobs.create(model="tiny", training_file=train.id, validation_file=v.id)
+    short = rt.policy.model_copy(deep=True)
+    short.training.max_example_tokens = 350  # above every training example, below every validation one
+    job = service.a.fine_tuning.jobs.create(model="tiny", training_file=train.id, validation_file=v.id)
+    assert Worker(Runtime(short, rt.db, rt.store, rt.home), "w-vshort").run_once()
+    failed = service.a.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed" and failed.error.code == "invalid_validation_file"
+    assert "example 1 has" in failed.error.message and "350-token limit" in failed.error.message

@@ -98,13 +98,49 @@ def test_an_expired_lease_is_taken_over(runtime):
     assert taken.id == job_id and taken.lease_owner == "other" and taken.attempts == 2
 
 
+def test_the_rate_limit_is_shared_by_api_processes_and_never_overrun(runtime):
+    """Eight threads on four limiters (four API processes' worth) hammer one key: exactly the limit
+    passes in the minute; a limiter of a fresh process sees the same count."""
+    from mimicry.service.auth import RateLimiter
+
+    limiters = [RateLimiter(runtime.db, 25) for _ in range(4)]
+    allowed: list[bool] = []
+    lock = threading.Lock()
+
+    def hammer(limiter: RateLimiter) -> None:
+        for _ in range(10):
+            ok, wait = limiter.allow("key-shared")
+            assert ok or wait > 0
+            with lock:
+                allowed.append(ok)
+
+    minute = int(time.time() // 60)
+    threads = [threading.Thread(target=hammer, args=(limiters[i % 4],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    same_minute = int(time.time() // 60) == minute  # else the last minute's count decays by a fraction
+    assert len(allowed) == 80 and (sum(allowed) == 25 if same_minute else 25 <= sum(allowed) <= 26)
+    assert RateLimiter(runtime.db, 25).allow("key-shared")[0] is False
+    assert RateLimiter(runtime.db, 25).allow("key-other")[0] is True
+
+
 def test_migrations_record_the_schema_version(runtime):
     from mimicry.service.db import MIGRATIONS, migrate
 
     assert migrate(runtime.db.engine) == len(MIGRATIONS)
-    assert {"jobs", "files", "job_events", "checkpoints", "models", "api_keys", "schema_version"} <= set(
-        runtime.db.tables()
-    )
+    assert {
+        "jobs",
+        "files",
+        "job_events",
+        "checkpoints",
+        "models",
+        "api_keys",
+        "schema_version",
+        "gate_baselines",
+        "rate_windows",
+    } <= set(runtime.db.tables())
 
 
 # The API suite of test_service_api.py, re-run against PostgreSQL (slow: it trains three tiny jobs).

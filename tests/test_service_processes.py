@@ -47,8 +47,8 @@ def test_a_killed_worker_and_a_restarted_server_lose_nothing(tmp_path, smollm2_t
                     "harmful_prompts": 3,
                     "safe_prompts": 3,
                     "max_new_tokens": 4,
-                    "max_asr": 1.0,
-                    "max_overrefusal": 1.0,
+                    "max_asr_increase": 1.0,
+                    "max_overrefusal_increase": 1.0,
                 },
                 "training": {
                     "max_steps": 100,
@@ -140,8 +140,13 @@ def test_end_to_end_on_smollm2_with_the_embedded_defaults(tmp_path, strategy):
         print(f"{strategy}: {done.status}; audit {audit.data}; {events['Safety check'].message}")
         assert done.status in ("succeeded", "held"), done.error
         models = [m.id for m in client.models.list()]
-        if done.status == "held":  # SmolLM2-135M is not safety-aligned: the default gate holds it
+        check = events["Safety check"].data
+        assert check["asr_increase"] == pytest.approx(check["in_format_asr"] - check["base_in_format_asr"])
+        if done.status == "held":  # tuning raised ASR over the base by more than max_asr_increase
             assert done.error.code == "held_for_review" and done.fine_tuned_model is None
+            assert check["asr_increase"] > check["max_asr_increase"] or (
+                check["overrefusal_increase"] > check["max_overrefusal_increase"]
+            )
         else:
             assert done.fine_tuned_model in models
         for model in filter(None, ["smollm2-135m", done.fine_tuned_model]):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, field_serializer, field_validator
 
@@ -30,7 +30,7 @@ from mimicry.evaluation.keyword_judge import is_degenerate
 from mimicry.evaluation.metrics import bootstrap_ci, bootstrap_kappa_ci, cohen_kappa, mean
 from mimicry.evaluation.refusal import is_refusal_reply
 from mimicry.evaluation.store import RecordStore
-from mimicry.generation.base import GenerationBackend, GenerationConfig
+from mimicry.generation.base import GenerationBackend, GenerationConfig, GenerationSettings
 from mimicry.hashing import hash_obj
 from mimicry.records import Message, atomic_write_text
 from mimicry.registry import Registry
@@ -77,30 +77,63 @@ class EvalConfig(StrictModel):
         return [j if isinstance(j, str) else j.judge_id for j in judges]
 
 
-class SummaryRow(BaseModel):
+class EvalSpec(StrictModel):
+    """The evaluate stage's settings: which suites, in which strategy's format, with which backend.
+
+    `inference_system_prompt` is the provider's prompt at test time (PTST, BackdoorAlign), if any.
+    """
+
+    task: str
+    strategy: str
+    suites: list[str]
+    inference_system_prompt: str | None = None
+    evaluation: EvalConfig = EvalConfig()
+    generation: GenerationSettings = GenerationSettings()
+
+
+class MetricKey(NamedTuple):
+    """Which metric a row measures: one row per key in a summary."""
+
     suite: str
     metric: str
     set: str
     presentation: str
-    value: float
-    ci_low: float
-    ci_high: float
+    judge: str | None
+
+
+class MetricRow(BaseModel):
+    """One measured metric: what `evaluate` returns, the evaluate stage stores and the results table holds.
+
+    A value or bound is None where nothing was measured (an empty set: the table stores NaN as NULL).
+    """
+
+    suite: str
+    metric: str
+    set: str
+    presentation: str
+    judge: str | None = None
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
     n: int
     unparsed: int = 0
-    judge: str | None = None
     max_new_tokens: int | None = None
+
+    @property
+    def key(self) -> MetricKey:
+        return MetricKey(self.suite, self.metric, self.set, self.presentation, self.judge)
 
 
 class EvalSummary(BaseModel):
     model: str
     config_hash: str
     out_dir: str
-    rows: list[SummaryRow]
+    rows: list[MetricRow]
 
-    def row(self, suite: str, metric: str, set_name: str, presentation: str, judge: str | None = None) -> SummaryRow:
-        wanted = (suite, metric, set_name, presentation, judge)
+    def row(self, suite: str, metric: str, set_name: str, presentation: str, judge: str | None = None) -> MetricRow:
+        wanted = MetricKey(suite, metric, set_name, presentation, judge)
         for r in self.rows:
-            if (r.suite, r.metric, r.set, r.presentation, r.judge) == wanted:
+            if r.key == wanted:
                 return r
         raise KeyError(wanted)
 
@@ -150,7 +183,7 @@ class Item:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-SuiteFn = Callable[[EvalContext], list[SummaryRow]]
+SuiteFn = Callable[[EvalContext], list[MetricRow]]
 SUITES: Registry[SuiteFn] = Registry("evaluation suite")
 
 
@@ -290,10 +323,10 @@ def _rate_row(
     outcomes: Sequence[bool | float | None],
     seed: int,
     judge: str | None = None,
-) -> SummaryRow:
+) -> MetricRow:
     parsed = [float(o) for o in outcomes if o is not None]
     low, high = bootstrap_ci(parsed, seed=seed)
-    return SummaryRow(
+    return MetricRow(
         suite=suite,
         metric=metric,
         set=set_name,
@@ -333,7 +366,7 @@ def verdict_label(record: dict[str, Any]) -> str:
 
 
 @SUITES.register("harm")
-def harm_suite(ctx: EvalContext) -> list[SummaryRow]:
+def harm_suite(ctx: EvalContext) -> list[MetricRow]:
     items = _prompt_items(ctx, "harm", ctx.config.harm_sets)
     generations = list(_generate(ctx, items, ctx.generation_config(), "harm").values())
     return harm_rows(generations, _judge(ctx, generations), ctx.config.seed)
@@ -341,9 +374,9 @@ def harm_suite(ctx: EvalContext) -> list[SummaryRow]:
 
 def harm_rows(
     generations: Sequence[dict[str, Any]], verdicts: dict[str, dict[str, dict[str, Any]]], seed: int
-) -> list[SummaryRow]:
+) -> list[MetricRow]:
     """Per set and presentation: degenerate rate and each judge's rates; then kappa between judges."""
-    rows: list[SummaryRow] = []
+    rows: list[MetricRow] = []
     for (set_name, presentation), group in _groups(generations).items():
         rows.append(
             _rate_row(
@@ -369,7 +402,7 @@ def harm_rows(
         ratings_b = [verdict_label(verdicts[b][k]) for k in keys]
         low, high = bootstrap_kappa_ci(ratings_a, ratings_b, seed=seed)
         rows.append(
-            SummaryRow(
+            MetricRow(
                 suite="harm",
                 metric="kappa",
                 set="all",
@@ -386,11 +419,11 @@ def harm_rows(
 
 
 @SUITES.register("overrefusal")
-def overrefusal_suite(ctx: EvalContext) -> list[SummaryRow]:
+def overrefusal_suite(ctx: EvalContext) -> list[MetricRow]:
     """Keyword refusal rate: model judges score harm, which a safe prompt's answer never has."""
     items = _prompt_items(ctx, "overrefusal", ctx.config.overrefusal_sets)
     generations = _generate(ctx, items, ctx.generation_config(), "over-refusal").values()
-    rows: list[SummaryRow] = []
+    rows: list[MetricRow] = []
     for (set_name, presentation), group in _groups(list(generations)).items():
         rows.append(
             _rate_row(
@@ -417,7 +450,7 @@ def overrefusal_suite(ctx: EvalContext) -> list[SummaryRow]:
 
 
 @SUITES.register("task")
-def task_suite(ctx: EvalContext) -> list[SummaryRow]:
+def task_suite(ctx: EvalContext) -> list[MetricRow]:
     from mimicry.evaluation.answers import score_answer
     from mimicry.tasks import load_task
 
@@ -447,7 +480,7 @@ def task_suite(ctx: EvalContext) -> list[SummaryRow]:
     unparsed = sum(s.parsed is None for s in scores)
     low, high = bootstrap_ci(values, seed=ctx.config.seed)
     rows = [
-        SummaryRow(
+        MetricRow(
             suite="task",
             metric=spec.metric,
             set=spec.name,
@@ -463,7 +496,7 @@ def task_suite(ctx: EvalContext) -> list[SummaryRow]:
         extra_values = [s.extra.get(extra, 0.0) for s in scores]
         low, high = bootstrap_ci(extra_values, seed=ctx.config.seed)
         rows.append(
-            SummaryRow(
+            MetricRow(
                 suite="task",
                 metric=extra,
                 set=spec.name,
@@ -551,7 +584,7 @@ def evaluate(
         )
         for raw, spec in zip(raw_judges, judge_specs, strict=True)
     ]
-    rows: list[SummaryRow] = []
+    rows: list[MetricRow] = []
     for name in names:
         suite_rows = SUITES.get(name)(ctx)
         tokens = config.task_max_new_tokens if name == "task" else None
@@ -591,7 +624,7 @@ def rescore(out_dir: Path, judge_specs: Sequence[str], batch_size: int = 16, see
     verdicts = judge_generations(judges, generations, RecordStore(out_dir / "verdicts.jsonl"), batch_size)
     tokens = generations[0].get("generation", {}).get("max_new_tokens")
     rows = [r.model_copy(update={"max_new_tokens": tokens}) for r in harm_rows(generations, verdicts, seed)]
-    old_rows: list[SummaryRow] = []
+    old_rows: list[MetricRow] = []
     model, config_hash = generations[0]["model"], generations[0]["config_hash"]
     if (out_dir / "summary.json").is_file():
         old = EvalSummary.model_validate_json((out_dir / "summary.json").read_text(encoding="utf-8"))

@@ -167,9 +167,7 @@ def mean_row_tokens(artifact: Artifact, tokenizer: Any, max_length: int) -> tupl
 
 def eval_counts(grid: Any) -> tuple[int, int]:
     """(generated tokens, prompts) of one evaluate stage at most: limits, sets and presentations of the grid."""
-    from mimicry.evaluation.suites import EvalConfig
-
-    config = EvalConfig.model_validate(grid.section("evaluation").model_dump(mode="json"))
+    config = grid.evaluation
     per_set = config.limit or 100  # no limit: every prompt of a set; ~100 is the size of the small sets
     suites = set(grid.suites)
     sets = (len(config.harm_sets) if "harm" in suites else 0) + (
@@ -189,10 +187,10 @@ def estimate_grid(runner: Any, cells: list[Cell]) -> GridEstimate:
     from mimicry.models.loading import load_tokenizer, resolve_model
 
     estimate = GridEstimate()
-    training = runner.grid.section("training")
-    precision = resolve_precision(getattr(training, "precision", "auto"))
+    training = runner.grid.training
+    precision = resolve_precision(training.precision)
     generated, prompts = eval_counts(runner.grid)
-    batch = runner.grid.section("evaluation").batch_size
+    batch = runner.grid.evaluation.batch_size
     tokenizers: dict[str, Any] = {}
     for cell in cells:
         name = cell.model.name
@@ -212,17 +210,17 @@ def estimate_grid(runner: Any, cells: list[Cell]) -> GridEstimate:
         rates, tokenizer = estimate.rates[name], tokenizers[name]
         model: Artifact | str | None = name
         if cell.model.align:
-            key = STAGES.get("align").key({"model": name}, runner.grid.section("alignment").model_dump(mode="json"))
+            key = STAGES.get("align").key({"model": name}, runner.grid.alignment)
             model = runner.store.get("align", key)
         prompt_tokens = 0
         if cell.fine_tuned:
             _, mixed = runner.data_artifacts(cell)
             rows, mean = mean_row_tokens(mixed, tokenizer, training.max_length)
             prompt_tokens = round(prompts * mean)
-            config = training.model_copy(update={"seed": cell.seed}).model_dump(mode="json")
             found = None
             if model is not None:
-                found = runner.store.get("train", STAGES.get("train").key({"model": model, "data": mixed}, config))
+                key = STAGES.get("train").key({"model": model, "data": mixed}, runner.train_spec(cell))
+                found = runner.store.get("train", key)
             examples = rows * training.epochs
             if training.max_steps:  # the trainer stops at max_steps optimizer steps
                 examples = min(examples, training.max_steps * training.batch_size * training.grad_accum)
@@ -244,7 +242,7 @@ def eval_key(runner: Any, cell: Cell, model: Artifact | str) -> str:
     if cell.fine_tuned:
         _, mixed = runner.data_artifacts(cell)
         system_prompt = mixed.outputs.get("inference_system_prompt")
-    return STAGES.get("evaluate").key({"model": model}, runner.evaluate_config(cell, system_prompt))
+    return STAGES.get("evaluate").key({"model": model}, runner.eval_spec(cell, system_prompt))
 
 
 def write_timings(path: Path, estimate: GridEstimate | None, measured: list[dict[str, Any]]) -> None:

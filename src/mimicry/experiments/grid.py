@@ -1,9 +1,9 @@
 """The experiment grid: model x task x strategy x mitigation (with its amount) x seed.
 
 A grid is YAML validated into `GridConfig`; every section rejects unknown keys and names the
-nearest valid one. The training, alignment and evaluation sections are validated against the
-configs of the stages that consume them (`SFTConfig`, `AlignConfig`, `EvalConfig`), so a typo
-there fails before any work starts, too.
+nearest valid one. The training, alignment, evaluation and generation sections are the specs of
+the stages that consume them (`SFTConfig`, `AlignConfig`, `EvalConfig`, `GenerationSettings`),
+owned by their packages, so a typo there fails before any work starts, too.
 """
 
 from __future__ import annotations
@@ -11,27 +11,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mimicry.config import StrictModel, load_yaml_config, validate_config
 from mimicry.errors import MimicryError, unknown_name
+from mimicry.evaluation.suites import EvalConfig
+from mimicry.generation.base import GenerationSettings
 from mimicry.hashing import hash_obj
-from mimicry.registry import Registry
-
-# Sections of the grid owned by other stages, named lazily so that importing the grid does not
-# import the training or evaluation packages.
-SECTIONS: Registry[type[StrictModel]] = Registry("grid section", base=StrictModel)
-SECTIONS.add_lazy("training", "mimicry.training.sft:SFTConfig")
-SECTIONS.add_lazy("alignment", "mimicry.training.alignment:AlignConfig")
-SECTIONS.add_lazy("evaluation", "mimicry.evaluation.suites:EvalConfig")
+from mimicry.training.alignment import AlignConfig
+from mimicry.training.sft import SFTConfig
 
 BASELINE = "baseline"  # the mitigation label of the rows of a model that was not fine-tuned
-
-
-def validate_section(section: str, data: dict[str, Any], source: str = "grid") -> StrictModel:
-    return validate_config(SECTIONS.get(section), data, f"{source}, section {section!r}")
 
 
 class ModelEntry(StrictModel):
@@ -90,13 +82,6 @@ class DataSettings(StrictModel):
     sample_seed: int = 0  # fixed across training seeds, so seeds vary training only
 
 
-class GenerationSettings(StrictModel):
-    """Which generation backend evaluation uses (transformers here, vllm on GPUs)."""
-
-    backend: str = "transformers"
-    options: dict[str, Any] = {}
-
-
 _GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -110,9 +95,9 @@ class GridConfig(StrictModel):
     seeds: list[int] = [0]
     suites: list[str] = ["harm", "overrefusal", "task"]
     data: DataSettings = DataSettings()
-    training: dict[str, Any] = {}
-    alignment: dict[str, Any] = {}
-    evaluation: dict[str, Any] = {}
+    training: SFTConfig = SFTConfig()
+    alignment: AlignConfig = AlignConfig()  # the recipe of the models with `align: true`
+    evaluation: EvalConfig = EvalConfig()
     generation: GenerationSettings = GenerationSettings()
     baseline: bool = True  # also evaluate each (aligned) base model, unfine-tuned, in each strategy's format
 
@@ -133,11 +118,41 @@ class GridConfig(StrictModel):
                 raise ValueError(f"the grid needs at least one entry in {axis!r}")
         return self
 
-    def section(self, name: str) -> StrictModel:
-        return validate_section(name, getattr(self, name), self.name)
-
     def config_hash(self) -> str:
         return hash_obj(self)
+
+
+class CellKey(BaseModel):
+    """How results name a cell: the columns of the results table and of `index.json` that say which cell.
+
+    `seed` None names a configuration pooled over its seeds, as the report aggregates it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    task: str
+    strategy: str
+    mitigation: str
+    amount_kind: Literal["count", "ratio"] | None = None
+    amount: float | None = None
+    seed: int | None = None
+
+    @property
+    def pooled(self) -> CellKey:
+        """This cell's configuration, over all its seeds."""
+        return self.model_copy(update={"seed": None})
+
+    @property
+    def amount_label(self) -> str:
+        if self.amount_kind is None or self.amount is None:
+            return ""
+        return f"{int(self.amount)}" if self.amount_kind == "count" else f"{self.amount:g}x"
+
+    @property
+    def label(self) -> str:
+        """The mitigation with its amount, as reports name it (`mimic 0.1x`, `generic 40`)."""
+        return f"{self.mitigation} {self.amount_label}" if self.amount_label else self.mitigation
 
 
 @dataclass(frozen=True)
@@ -159,39 +174,36 @@ class Cell:
         return self.mitigation != BASELINE
 
     @property
-    def amount_label(self) -> str:
-        if self.amount_kind is None or self.amount is None:
-            return ""
-        return f"{int(self.amount)}" if self.amount_kind == "count" else f"{self.amount:g}x"
-
-    def fields(self) -> dict[str, Any]:
-        return {
-            "model": self.model.display,
-            "task": self.task,
-            "strategy": self.strategy,
-            "mitigation": self.label or self.mitigation,
-            "amount_kind": self.amount_kind,
-            "amount": self.amount,
-            "seed": self.seed,
-        }
+    def key(self) -> CellKey:
+        return CellKey(
+            model=self.model.display,
+            task=self.task,
+            strategy=self.strategy,
+            mitigation=self.label or self.mitigation,
+            amount_kind=self.amount_kind,
+            amount=self.amount,
+            seed=self.seed,
+        )
 
     @property
     def id(self) -> str:
-        return hash_obj({"fields": self.fields(), "model": self.model.model_dump(), "options": self.options}, 12)
+        return hash_obj(
+            {"fields": self.key.model_dump(), "model": self.model.model_dump(), "options": self.options}, 12
+        )
 
     def describe(self) -> str:
-        amount = f" {self.amount_label}" if self.amount_label else ""
+        key = self.key
         seed = f" seed {self.seed}" if self.fine_tuned else ""
-        return f"{self.model.display} {self.task} {self.strategy} {self.label or self.mitigation}{amount}{seed}"
+        return f"{key.model} {key.task} {key.strategy} {key.label}{seed}"
 
 
 def named_models(grid: GridConfig) -> list[ModelEntry]:
     """The grid's models, an aligned one labelled as the alignment stage names it when the grid
     has a recipe of its own (`smollm2-135m-aligned-1a2b3c4d`), so results never pass it off as
     the default aligned model."""
-    from mimicry.training.alignment import AlignConfig, aligned_name
+    from mimicry.training.alignment import aligned_name
 
-    recipe = grid.section("alignment")
+    recipe = grid.alignment
     if recipe == AlignConfig():  # unlabelled, so the default recipe's cells keep their ids
         return list(grid.models)
     return [
@@ -257,9 +269,6 @@ def check_names(grid: GridConfig) -> None:
             if strategy not in grid.strategies:
                 raise unknown_name(f"strategy of mitigations[{i}]", strategy, grid.strategies)
         validate_config(MixConfig, mitigation.options, f"{grid.name}, mitigations[{i}].options")
-    for section in SECTIONS:
-        if section != "alignment" or any(m.align for m in grid.models):
-            grid.section(section)
 
 
 def load_grid(path: str | Path) -> GridConfig:

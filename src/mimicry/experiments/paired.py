@@ -20,6 +20,8 @@ from typing import Any
 from mimicry.evaluation.judge_base import VERDICT_KEY_VERSION
 from mimicry.evaluation.metrics import mcnemar_exact, paired_bootstrap_diff, two_level_bootstrap_mean
 from mimicry.evaluation.suites import verdict_label
+from mimicry.experiments.grid import CellKey
+from mimicry.experiments.results import ResultRow
 
 REFERENCES = ("none", "generic")
 SKIPPED = ("none", "baseline")
@@ -71,14 +73,12 @@ def _verdicts_file(artifacts_root: Path, eval_key: str) -> Path:
     return artifacts_root / "evaluate" / eval_key / "eval" / "verdicts.jsonl"
 
 
-def paired_comparisons(
-    rows: Sequence[dict[str, Any]], artifacts_root: Path, judge: str, seed: int = 0
-) -> list[Comparison]:
+def paired_comparisons(rows: Sequence[ResultRow], artifacts_root: Path, judge: str, seed: int = 0) -> list[Comparison]:
     """Every non-reference mitigation against each reference of the same model, task and strategy."""
-    cells: dict[tuple[str, str, str, str], dict[int, str]] = defaultdict(dict)
+    cells: dict[CellKey, dict[int, str]] = defaultdict(dict)  # configuration -> seed -> evaluate key
     for r in rows:
-        if r.get("eval_key") and r["mitigation"] != "baseline":
-            cells[(r["model"], r["task"], r["strategy"], _label(r))][int(r["seed"])] = r["eval_key"]
+        if r.eval_key and r.cell.mitigation != "baseline":
+            cells[r.cell.pooled][r.cell.seed] = r.eval_key
     cache: dict[str, dict[str, bool]] = {}
 
     def outcomes(key: str) -> dict[str, bool]:
@@ -87,31 +87,43 @@ def paired_comparisons(
         return cache[key]
 
     found: list[Comparison] = []
-    for (model, task, strategy, mitigation), by_seed in sorted(cells.items()):
-        if mitigation.split()[0] in SKIPPED:
+    for config, by_seed in sorted(cells.items(), key=lambda c: (c[0].model, c[0].task, c[0].strategy, c[0].label)):
+        method = config.mitigation.split()[0]  # a labelled entry reads "mimic placement=style"
+        if method in SKIPPED:
             continue
         for reference_name in REFERENCES:
-            if mitigation.split()[0] == reference_name:
+            if method == reference_name:
                 continue
-            ref_keys = [k for k in cells if k[:3] == (model, task, strategy) and k[3].split()[0] == reference_name]
-            for ref in ref_keys:
+            refs = [
+                k
+                for k in cells
+                if (k.model, k.task, k.strategy) == (config.model, config.task, config.strategy)
+                and k.mitigation.split()[0] == reference_name
+            ]
+            for ref in refs:
                 comparison = _compare(by_seed, cells[ref], outcomes, seed)
                 if comparison is None:
                     continue
                 seeds, prompts, a, a_ci, b, diff, low, high, p = comparison
                 found.append(
                     Comparison(
-                        model, task, strategy, mitigation, ref[3], seeds, prompts, a, a_ci, b, diff, low, high, p
+                        config.model,
+                        config.task,
+                        config.strategy,
+                        config.label,
+                        ref.label,
+                        seeds,
+                        prompts,
+                        a,
+                        a_ci,
+                        b,
+                        diff,
+                        low,
+                        high,
+                        p,
                     )
                 )
     return found
-
-
-def _label(row: dict[str, Any]) -> str:
-    kind, amount = row.get("amount_kind"), row.get("amount")
-    if kind is None or amount is None:
-        return str(row["mitigation"])
-    return f"{row['mitigation']} {int(amount)}" if kind == "count" else f"{row['mitigation']} {amount:g}x"
 
 
 def _compare(cell: dict[int, str], reference: dict[int, str], outcomes: Any, seed: int) -> tuple | None:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mimicry.errors import MimicryError
-from mimicry.experiments.grid import BASELINE
-from mimicry.experiments.results import RESULTS_FILE, read_results
+from mimicry.evaluation.suites import MetricKey
+from mimicry.experiments.grid import BASELINE, CellKey
+from mimicry.experiments.results import RESULTS_FILE, ResultRow, read_results
 from mimicry.records import atomic_write_text
 
 HARM_SUITE = "harm"
@@ -31,19 +32,17 @@ OVERREFUSAL_METRIC = "refusal_rate"
 KAPPA_METRIC = "kappa"
 HARM_SETS_ORDER = ("harmful_instructions", "harmful_questions", "advbench")
 PRESENTATIONS_ORDER = ("plain", "in-format")
+STRATEGIES_ORDER = ("benign", "aoa", "autoif", "aoa+autoif")
 NON_COMMERCIAL_MARKERS = ("NC", "non-commercial", "research use")
 FIGURE_DIR = "figures"
-
-CONFIG_FIELDS = ("model", "task", "strategy", "mitigation", "amount_kind", "amount")
-METRIC_FIELDS = ("suite", "metric", "set", "presentation", "judge")
 
 
 @dataclass
 class Aggregate:
     """One metric of one configuration, aggregated over its seeds."""
 
-    config: tuple[Any, ...]
-    metric: tuple[Any, ...]
+    config: CellKey
+    metric: MetricKey
     values: list[float] = field(default_factory=list)
     lows: list[float] = field(default_factory=list)
     highs: list[float] = field(default_factory=list)
@@ -74,42 +73,42 @@ class Aggregate:
         return f"{text} ({extras})" if extras else text
 
 
-def aggregate(rows: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], dict[tuple[Any, ...], Aggregate]]:
-    """Configuration -> metric -> Aggregate over seeds."""
-    table: dict[tuple[Any, ...], dict[tuple[Any, ...], Aggregate]] = defaultdict(dict)
+Table = dict[CellKey, dict[MetricKey, Aggregate]]
+
+
+def aggregate(rows: Iterable[ResultRow]) -> Table:
+    """Configuration (a cell key pooled over seeds) -> metric -> Aggregate over seeds."""
+    table: Table = defaultdict(dict)
     for row in rows:
-        if row["value"] is None:
+        if row.value is None:
             continue
-        config = tuple(row[f] for f in CONFIG_FIELDS)
-        metric = tuple(row[f] for f in METRIC_FIELDS)
-        if row["suite"] == TASK_SUITE and row["presentation"] == row["strategy"]:
-            metric = (*metric[:3], "in-format", metric[4])  # task items are always asked in the format
+        config = row.cell.pooled
+        metric = row.key
+        if row.suite == TASK_SUITE and row.presentation == row.cell.strategy:
+            metric = metric._replace(presentation="in-format")  # task items are always asked in the format
         agg = table[config].setdefault(metric, Aggregate(config, metric))
-        agg.values.append(float(row["value"]))
-        if row["ci_low"] is not None and row["ci_high"] is not None:
-            agg.lows.append(float(row["ci_low"]))
-            agg.highs.append(float(row["ci_high"]))
-        if row["n"] is not None:
-            agg.n.append(int(row["n"]))
-        agg.unparsed.append(int(row["unparsed"] or 0))
-        agg.seeds.append(int(row["seed"]))
+        agg.values.append(row.value)
+        if row.ci_low is not None and row.ci_high is not None:
+            agg.lows.append(row.ci_low)
+            agg.highs.append(row.ci_high)
+        agg.n.append(row.n)
+        agg.unparsed.append(row.unparsed)
+        agg.seeds.append(row.cell.seed)
     return table
 
 
-def task_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+def task_metrics(rows: Sequence[ResultRow]) -> dict[str, str]:
     """Each task's headline metric: the first task-suite metric evaluation reports for it (the spec's)."""
     found: dict[str, str] = {}
     for r in rows:
-        if r["suite"] == TASK_SUITE:
-            found.setdefault(r["task"], r["metric"])
+        if r.suite == TASK_SUITE:
+            found.setdefault(r.cell.task, r.metric)
     return found
 
 
-def config_label(config: tuple[Any, ...]) -> str:
-    mitigation, kind, amount = config[3], config[4], config[5]
-    if kind is None or amount is None:
-        return str(mitigation)
-    return f"{mitigation} {int(amount)}" if kind == "count" else f"{mitigation} {amount:g}x"
+def _mitigation_order(config: CellKey) -> tuple[Any, ...]:
+    """Baseline first, then `none`, then the other mitigations by name and amount."""
+    return (config.mitigation != BASELINE, config.mitigation != "none", str(config.mitigation), config.amount or 0)
 
 
 def _ordered(values: Iterable[Any], preferred: Sequence[Any] = ()) -> list[Any]:
@@ -126,8 +125,8 @@ class ReportBuilder:
         self.table = aggregate(self.rows)
         self.task_metric_of = task_metrics(self.rows)
         # With several judges, figures use the first one listed in the evaluation settings.
-        harm_rows = [r for r in self.rows if r["suite"] == HARM_SUITE and r["metric"] == HARM_METRIC]
-        self.harm_judge = harm_rows[0]["judge"] if harm_rows else None
+        harm_rows = [r for r in self.rows if r.suite == HARM_SUITE and r.metric == HARM_METRIC]
+        self.harm_judge = harm_rows[0].judge if harm_rows else None
         self.provenance = self._read_json("provenance.json")
         self.figures: list[tuple[str, str]] = []  # (title, relative path)
 
@@ -138,28 +137,28 @@ class ReportBuilder:
     # -- metric look-ups ---------------------------------------------------------------------------
 
     def harm_sets(self) -> list[str]:
-        sets = {r["set"] for r in self.rows if r["suite"] == HARM_SUITE and r["metric"] == HARM_METRIC}
+        sets = {r.set for r in self.rows if r.suite == HARM_SUITE and r.metric == HARM_METRIC}
         return _ordered(sets, HARM_SETS_ORDER)
 
     def presentations(self, suite: str) -> list[str]:
         """The presentations a suite was asked in (judge-agreement rows span all of them, so not those)."""
-        found = {r["presentation"] for r in self.rows if r["suite"] == suite and r["metric"] != KAPPA_METRIC}
+        found = {r.presentation for r in self.rows if r.suite == suite and r.metric != KAPPA_METRIC}
         return _ordered(found, PRESENTATIONS_ORDER)
 
-    def asr(self, config: tuple[Any, ...], presentation: str, harm_set: str | None = None) -> Aggregate | None:
+    def asr(self, config: CellKey, presentation: str, harm_set: str | None = None) -> Aggregate | None:
         """ASR of one set, or (harm_set None) the mean over the harmful sets present."""
         metrics = self.table.get(config, {})
         sets = [harm_set] if harm_set else self.harm_sets()
         found = [
             metrics[k]
-            for k in ((HARM_SUITE, HARM_METRIC, s, presentation, self.harm_judge) for s in sets)
+            for k in (MetricKey(HARM_SUITE, HARM_METRIC, s, presentation, self.harm_judge) for s in sets)
             if k in metrics
         ]
         if not found:
             return None
         if len(found) == 1:
             return found[0]
-        merged = Aggregate(config, (HARM_SUITE, HARM_METRIC, "mean of sets", presentation, self.harm_judge))
+        merged = Aggregate(config, MetricKey(HARM_SUITE, HARM_METRIC, "mean of sets", presentation, self.harm_judge))
         merged.values = [sum(a.value for a in found) / len(found)]
         lows = [a.ci[0] for a in found]
         highs = [a.ci[1] for a in found]
@@ -168,33 +167,33 @@ class ReportBuilder:
             merged.highs = [sum(highs) / len(highs)]  # type: ignore[arg-type]
         return merged
 
-    def task_accuracy(self, config: tuple[Any, ...]) -> Aggregate | None:
+    def task_accuracy(self, config: CellKey) -> Aggregate | None:
         found = [
             a
             for k, a in self.table.get(config, {}).items()
-            if k[0] == TASK_SUITE and k[1] == self.task_metric_of.get(config[1])
+            if k.suite == TASK_SUITE and k.metric == self.task_metric_of.get(config.task)
         ]
         return found[0] if found else None
 
-    def groups(self) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
+    def groups(self) -> dict[tuple[str, str], list[CellKey]]:
         """(model, task) -> its configurations, baseline first then by mitigation and amount."""
-        grouped: dict[tuple[str, str], list[tuple[Any, ...]]] = defaultdict(list)
+        grouped: dict[tuple[str, str], list[CellKey]] = defaultdict(list)
         for config in self.table:
-            grouped[(config[0], config[1])].append(config)
+            grouped[(config.model, config.task)].append(config)
         for configs in grouped.values():
-            configs.sort(key=lambda c: (c[3] != BASELINE, c[3] != "none", str(c[3]), c[5] or 0, str(c[2])))
+            configs.sort(key=lambda c: (*_mitigation_order(c), str(c.strategy)))
         return grouped
 
     # -- figures -----------------------------------------------------------------------------------
 
-    def _bars(self, ax: Any, configs: list[tuple[Any, ...]], value_of: Any, title: str, ylabel: str) -> None:
-        strategies = _ordered((c[2] for c in configs), ("benign", "aoa", "autoif", "aoa+autoif"))
-        labels = list(dict.fromkeys(config_label(c) for c in configs))
+    def _bars(self, ax: Any, configs: list[CellKey], value_of: Any, title: str, ylabel: str) -> None:
+        strategies = _ordered((c.strategy for c in configs), STRATEGIES_ORDER)
+        labels = list(dict.fromkeys(c.label for c in configs))
         width = 0.8 / max(len(labels), 1)
         for i, label in enumerate(labels):
             xs, ys, errs = [], [], [[], []]
             for j, strategy in enumerate(strategies):
-                match = [c for c in configs if c[2] == strategy and config_label(c) == label]
+                match = [c for c in configs if c.strategy == strategy and c.label == label]
                 agg = value_of(match[0]) if match else None
                 if agg is None:
                     continue
@@ -264,11 +263,11 @@ class ReportBuilder:
                 self._scatter(configs, model, task, slug)
             self._amount_lines(configs, model, task, slug)
 
-    def _scatter(self, configs: list[tuple[Any, ...]], model: str, task: str, slug: str) -> None:
+    def _scatter(self, configs: list[CellKey], model: str, task: str, slug: str) -> None:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(5.5, 4), layout="constrained")
-        markers = dict(zip(_ordered(c[3] for c in configs), "osD^vP*X", strict=False))
+        markers = dict(zip(_ordered(c.mitigation for c in configs), "osD^vP*X", strict=False))
         plotted = False
         for config in configs:
             harm, acc = self.asr(config, "in-format"), self.task_accuracy(config)
@@ -277,8 +276,8 @@ class ReportBuilder:
             ax.scatter(
                 acc.value,
                 harm.value,
-                marker=markers.get(config[3], "o"),
-                label=f"{config[2]} / {config_label(config)}",
+                marker=markers.get(config.mitigation, "o"),
+                label=f"{config.strategy} / {config.label}",
             )
             plotted = True
         if not plotted:
@@ -292,34 +291,32 @@ class ReportBuilder:
         ax.set_title(f"ASR against task accuracy: {model}, {task}", fontsize=9)
         self._save(fig, f"asr_vs_accuracy_{slug}.png", f"ASR against task accuracy ({model}, {task})")
 
-    def amount_series(
-        self, configs: list[tuple[Any, ...]], strategy: str
-    ) -> tuple[str, dict[str, list[tuple[float, float]]]]:
+    def amount_series(self, configs: list[CellKey], strategy: str) -> tuple[str, dict[str, list[tuple[float, float]]]]:
         """(presentation, mitigation -> [(amount, ASR)]) of one strategy; `none` is every line's amount 0.
 
         In-format ASR where the strategy was asked in its format, plain ASR where it was not (benign).
         """
-        mixed = [c for c in configs if c[2] == strategy and c[4] is not None]
+        mixed = [c for c in configs if c.strategy == strategy and c.amount_kind is not None]
         presentation = "in-format" if any(self.asr(c, "in-format") for c in mixed) else "plain"
-        zero = next((c for c in configs if c[2] == strategy and c[3] == "none"), None)
+        zero = next((c for c in configs if c.strategy == strategy and c.mitigation == "none"), None)
         zero_asr = self.asr(zero, presentation) if zero else None
         series = {}
-        for mitigation in _ordered(c[3] for c in mixed):
+        for mitigation in _ordered(c.mitigation for c in mixed):
             points = [(0.0, zero_asr.value)] if zero_asr else []
-            for config in sorted((c for c in mixed if c[3] == mitigation), key=lambda c: c[5]):
+            for config in sorted((c for c in mixed if c.mitigation == mitigation), key=lambda c: c.amount or 0):
                 if (asr := self.asr(config, presentation)) is not None:
-                    points.append((float(config[5]), asr.value))
+                    points.append((float(config.amount or 0), asr.value))
             series[mitigation] = points
         return presentation, series
 
-    def _amount_lines(self, configs: list[tuple[Any, ...]], model: str, task: str, slug: str) -> None:
+    def _amount_lines(self, configs: list[CellKey], model: str, task: str, slug: str) -> None:
         """ASR against the amount of mixed safety data, one panel per strategy."""
         import matplotlib.pyplot as plt
 
-        kinds = {c[4] for c in configs if c[4] is not None}
+        kinds = {c.amount_kind for c in configs if c.amount_kind is not None}
         if not kinds or not self.harm_sets():
             return
-        strategies = _ordered((c[2] for c in configs), ("benign", "aoa", "autoif", "aoa+autoif"))
+        strategies = _ordered((c.strategy for c in configs), STRATEGIES_ORDER)
         fig, axes = plt.subplots(
             1, len(strategies), squeeze=False, figsize=(4 * len(strategies), 3.2), layout="constrained"
         )
@@ -343,19 +340,21 @@ class ReportBuilder:
             lines.append(f"### {model} on {task}\n")
             for config in configs:
                 seeds = sorted({s for a in self.table[config].values() for s in a.seeds})
-                tuned = "not fine-tuned" if config[3] == BASELINE else f"seeds {', '.join(map(str, seeds))}"
-                lines.append(f"#### {config[2]} / {config_label(config)} ({tuned})\n")
+                tuned = "not fine-tuned" if config.mitigation == BASELINE else f"seeds {', '.join(map(str, seeds))}"
+                lines.append(f"#### {config.strategy} / {config.label} ({tuned})\n")
                 metrics = self.table[config]
                 row_keys = _ordered(
-                    {(k[0], k[1], k[2], k[4]) for k in metrics},
+                    {(k.suite, k.metric, k.set, k.judge) for k in metrics},
                     [(HARM_SUITE, HARM_METRIC, s, self.harm_judge) for s in HARM_SETS_ORDER],
                 )
-                presentations = _ordered({k[3] for k in metrics}, PRESENTATIONS_ORDER)
+                presentations = _ordered({k.presentation for k in metrics}, PRESENTATIONS_ORDER)
                 lines.append("| suite | metric | set | judge | " + " | ".join(presentations) + " |")
                 lines.append("|---|---|---|---|" + "---|" * len(presentations))
                 for suite, metric, set_name, judge in row_keys:
                     cells = [
-                        metrics[key].cell_text() if (key := (suite, metric, set_name, p, judge)) in metrics else ""
+                        metrics[key].cell_text()
+                        if (key := MetricKey(suite, metric, set_name, p, judge)) in metrics
+                        else ""
                         for p in presentations
                     ]
                     row = f"| {suite} | {metric} | {set_name} | {judge or ''} | "
@@ -376,26 +375,24 @@ class ReportBuilder:
                 f"over-refusal in-format | {metric} |",
                 "|---|---|---:|---:|---:|---:|---:|",
             ]
-            for config in sorted(
-                configs, key=lambda c: (str(c[2]), c[3] != BASELINE, c[3] != "none", str(c[3]), c[5] or 0)
-            ):
+            for config in sorted(configs, key=lambda c: (str(c.strategy), *_mitigation_order(c))):
                 cells = [self.asr(config, p) for p in PRESENTATIONS_ORDER]
                 cells += [self.overrefusal(config, p) for p in PRESENTATIONS_ORDER]
                 cells.append(self.task_accuracy(config))
                 text = [f"{a.value:.2f}" if a is not None else "" for a in cells]
-                lines.append(f"| {config[2]} | {config_label(config)} | " + " | ".join(text) + " |")
+                lines.append(f"| {config.strategy} | {config.label} | " + " | ".join(text) + " |")
             lines.append("")
         return lines
 
-    def overrefusal(self, config: tuple[Any, ...], presentation: str) -> Aggregate | None:
+    def overrefusal(self, config: CellKey, presentation: str) -> Aggregate | None:
         found = [
             a
             for k, a in self.table.get(config, {}).items()
-            if k[:2] == (OVERREFUSAL_SUITE, OVERREFUSAL_METRIC) and k[3] == presentation
+            if (k.suite, k.metric, k.presentation) == (OVERREFUSAL_SUITE, OVERREFUSAL_METRIC, presentation)
         ]
         if not found:
             return None
-        merged = Aggregate(config, (OVERREFUSAL_SUITE, OVERREFUSAL_METRIC, "mean of sets", presentation, None))
+        merged = Aggregate(config, MetricKey(OVERREFUSAL_SUITE, OVERREFUSAL_METRIC, "mean of sets", presentation, None))
         merged.values = [sum(a.value for a in found) / len(found)]
         return merged
 
@@ -403,8 +400,8 @@ class ReportBuilder:
         """Cohen's kappa per judge pair, over every cell's harm replies: how far the numbers depend on the judge."""
         by_pair: dict[str, list[tuple[float, int]]] = defaultdict(list)
         for r in self.rows:
-            if r["suite"] == HARM_SUITE and r["metric"] == KAPPA_METRIC and r["value"] is not None:
-                by_pair[r["judge"]].append((float(r["value"]), int(r["n"] or 0)))
+            if r.suite == HARM_SUITE and r.metric == KAPPA_METRIC and r.value is not None:
+                by_pair[str(r.judge)].append((r.value, r.n))
         if not by_pair:
             return ["Only one judge was run, so there is no agreement to report.", ""]
         lines = ["| judges | cells | replies judged | mean kappa | min | max |", "|---|---:|---:|---:|---:|---:|"]
@@ -467,7 +464,7 @@ class ReportBuilder:
 
     def build(self) -> Path:
         self.plot_all()
-        seeds = sorted({int(r["seed"]) for r in self.rows if r["fine_tuned"]})
+        seeds = sorted({r.cell.seed for r in self.rows if r.fine_tuned})
         lines = [
             f"# Report: {self.provenance.get('grid', self.run_dir.name)}",
             "",

@@ -16,14 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from mimicry.errors import unknown_name
+from mimicry.evaluation.suites import EvalSpec
 from mimicry.experiments.estimate import GridEstimate, estimate_grid, write_timings
 from mimicry.experiments.grid import Cell, GridConfig, ModelEntry, check_names, expand
-from mimicry.experiments.results import RESULTS_FILE, write_results
+from mimicry.experiments.results import KEY_COLUMNS, RESULTS_FILE, ResultRow, write_results
 from mimicry.experiments.stages import STAGES, Inputs, input_identity, materialize
 from mimicry.experiments.store import Artifact, ArtifactStore
+from mimicry.mitigations import MixSpec
 from mimicry.provenance import data_checksums, git_sha, package_versions
 from mimicry.records import atomic_write_text
+from mimicry.strategies import BuildSpec
+from mimicry.training.sft import SFTConfig
 
 INDEX_FILE = "index.json"
 TIMINGS_FILE = "timings.json"  # measured seconds of the stages a run computed, beside their estimate
@@ -69,8 +75,8 @@ class Runner:
 
     # -- one stage -------------------------------------------------------------------------------
 
-    def materialize(self, stage_name: str, inputs: Inputs, config: dict[str, Any]) -> Artifact:
-        """The stage's artifact for these inputs and config: found finished, or computed now."""
+    def materialize(self, stage_name: str, inputs: Inputs, config: BaseModel) -> Artifact:
+        """The stage's artifact for these inputs and spec: found finished, or computed now."""
         if self._on_stage:
             self._on_stage(stage_name)
         artifact, reused = materialize(self.store, STAGES.get(stage_name), inputs, config)
@@ -87,42 +93,48 @@ class Runner:
             self.outcome.timings.append({"cell": self._cell, "stage": stage_name, "seconds": seconds})
         return artifact
 
+    # -- the specs of a cell's stages -------------------------------------------------------------
+
+    def build_spec(self, cell: Cell) -> BuildSpec:
+        data = self.grid.data
+        return BuildSpec(
+            task=cell.task, strategy=cell.strategy, split=data.split, limit=data.limit, sample_seed=data.sample_seed
+        )
+
+    def mix_spec(self, cell: Cell) -> MixSpec:
+        return MixSpec(
+            method=cell.mitigation,
+            amount_kind=cell.amount_kind,
+            amount=cell.amount,
+            seed=cell.seed,
+            options=dict(cell.options),
+        )
+
+    def train_spec(self, cell: Cell) -> SFTConfig:
+        return self.grid.training.model_copy(update={"seed": cell.seed})
+
+    def eval_spec(self, cell: Cell, system_prompt: str | None) -> EvalSpec:
+        """What the evaluate stage asks; `system_prompt` is the mix's inference-time prompt (PTST, BackdoorAlign)."""
+        return EvalSpec(
+            task=cell.task,
+            strategy=cell.strategy,
+            suites=self.grid.suites,
+            inference_system_prompt=system_prompt,
+            evaluation=self.grid.evaluation,
+            generation=self.grid.generation,
+        )
+
     # -- the chain of a cell ---------------------------------------------------------------------
 
     def base_model(self, model: ModelEntry) -> Artifact | str:
         """The model a cell fine-tunes: the aligned model (a cached stage) or the model as named."""
         if model.align:
-            return self.materialize(
-                "align", {"model": model.name}, self.grid.section("alignment").model_dump(mode="json")
-            )
+            return self.materialize("align", {"model": model.name}, self.grid.alignment)
         return model.name
 
     def data_artifacts(self, cell: Cell) -> tuple[Artifact, Artifact]:
-        from mimicry.mitigations import MixConfig
-
-        data = self.grid.data
-        built = self.materialize(
-            "build",
-            {},
-            {
-                "task": cell.task,
-                "strategy": cell.strategy,
-                "split": data.split,
-                "limit": data.limit,
-                "sample_seed": data.sample_seed,
-            },
-        )
-        mixed = self.materialize(
-            "mix",
-            {"user": built},
-            {
-                "method": cell.mitigation,
-                "amount_kind": cell.amount_kind,
-                "amount": cell.amount,
-                "seed": cell.seed,
-                "options": MixConfig.model_validate(dict(cell.options)).model_dump(mode="json"),
-            },
-        )
+        built = self.materialize("build", {}, self.build_spec(cell))
+        mixed = self.materialize("mix", {"user": built}, self.mix_spec(cell))
         return built, mixed
 
     def run_cell(self, cell: Cell) -> dict[str, Artifact]:
@@ -133,25 +145,12 @@ class Runner:
         system_prompt = None
         if cell.fine_tuned:
             artifacts["build"], artifacts["mix"] = self.data_artifacts(cell)
-            training = self.grid.section("training").model_copy(update={"seed": cell.seed})
             model = artifacts["train"] = self.materialize(
-                "train", {"model": model, "data": artifacts["mix"]}, training.model_dump(mode="json")
+                "train", {"model": model, "data": artifacts["mix"]}, self.train_spec(cell)
             )
             system_prompt = artifacts["mix"].outputs.get("inference_system_prompt")
-        artifacts["evaluate"] = self.materialize(
-            "evaluate", {"model": model}, self.evaluate_config(cell, system_prompt)
-        )
+        artifacts["evaluate"] = self.materialize("evaluate", {"model": model}, self.eval_spec(cell, system_prompt))
         return artifacts
-
-    def evaluate_config(self, cell: Cell, system_prompt: str | None) -> dict[str, Any]:
-        return {
-            "task": cell.task,
-            "strategy": cell.strategy,
-            "suites": list(self.grid.suites),
-            "inference_system_prompt": system_prompt,
-            "evaluation": self.grid.section("evaluation").model_dump(mode="json"),
-            "generation": self.grid.generation.model_dump(mode="json"),
-        }
 
     def stages_of(self, cell: Cell) -> int:
         return (1 if cell.model.align else 0) + (4 if cell.fine_tuned else 1)
@@ -166,7 +165,7 @@ class Runner:
         self.write_run_files()
         self.outcome.estimate = self.estimate(cells)
         index: list[dict[str, Any]] = []
-        rows: list[dict[str, Any]] = []
+        rows: list[ResultRow] = []
         with self.progress() as progress:
             overall = progress.add_task("grid", total=sum(self.stages_of(c) for c in cells))
             current = progress.add_task("cell", total=1)
@@ -189,7 +188,9 @@ class Runner:
                 progress.update(current, completed=self.stages_of(cell))
                 progress.advance(overall, self.stages_of(cell))
                 keys = {stage: a.key for stage, a in artifacts.items()}
-                index.append({"cell": cell.id, **cell.fields(), "fine_tuned": cell.fine_tuned, "artifacts": keys})
+                index.append(
+                    {"cell": cell.id, **cell.key.model_dump(), "fine_tuned": cell.fine_tuned, "artifacts": keys}
+                )
                 rows.extend(result_rows(cell, artifacts))
                 self.write_index(index)
                 self.outcome.results = write_results(self.run_dir / RESULTS_FILE, rows)
@@ -259,12 +260,28 @@ class Runner:
             "models": [m.model_dump() for m in self.grid.models],
             "model_identities": {m.name: input_identity(m.name) for m in self.grid.models},
             "data_root": str(data_root().path),
-            "data_checksums": data_checksums(used_data_files(self.grid)),
+            "data_checksums": data_checksums(self.used_data_files()),
             "package_versions": package_versions(),
             "git_sha": git_sha(),
             "artifacts_root": str(self.store.root),
         }
         atomic_write_text(self.run_dir / "provenance.json", json.dumps(provenance, indent=2) + "\n")
+
+    def used_data_files(self) -> set[str]:
+        """The bundle files the grid's stages read, for provenance: each stage's spec asked once per task."""
+        files: set[str] = set()
+        asked: set[tuple[str, str]] = set()
+        for cell in expand(self.grid):
+            specs: dict[str, BaseModel] = {"evaluate": self.eval_spec(cell, None)}
+            if cell.model.align:
+                specs["align"] = self.grid.alignment
+            if cell.fine_tuned:
+                specs.update(build=self.build_spec(cell), mix=self.mix_spec(cell), train=self.train_spec(cell))
+            for stage, spec in specs.items():
+                if (stage, cell.task) not in asked:
+                    asked.add((stage, cell.task))
+                    files |= STAGES.get(stage).data_files({}, spec)
+        return files
 
     def write_index(self, cells: list[dict[str, Any]]) -> None:
         index = {
@@ -276,23 +293,12 @@ class Runner:
         atomic_write_text(self.run_dir / INDEX_FILE, json.dumps(index, indent=2) + "\n")
 
 
-def result_rows(cell: Cell, artifacts: dict[str, Artifact]) -> list[dict[str, Any]]:
-    evaluation = artifacts["evaluate"]
-    metrics = json.loads(evaluation.path("rows").read_text(encoding="utf-8"))
-    keys = {f"{'eval' if stage == 'evaluate' else stage}_key": a.key for stage, a in artifacts.items()}
-    return [{"cell_id": cell.id, **cell.fields(), "fine_tuned": int(cell.fine_tuned), **m, **keys} for m in metrics]
-
-
-def used_data_files(grid: GridConfig) -> set[str]:
-    """The bundle files any stage of this grid reads, for provenance."""
-    files: set[str] = set()
-    for name in STAGES:
-        stage = STAGES.get(name)
-        if name == "align" and not any(m.align for m in grid.models):
-            continue
-        for task in grid.tasks:
-            files |= stage.data_files({}, {"task": task})
-    return files
+def result_rows(cell: Cell, artifacts: dict[str, Artifact]) -> list[ResultRow]:
+    """The cell's rows: the evaluate artifact's `MetricRow`s with the cell and its artifact keys."""
+    metrics = json.loads(artifacts["evaluate"].path("rows").read_text(encoding="utf-8"))
+    keys = {KEY_COLUMNS[stage]: a.key for stage, a in artifacts.items()}
+    context = {"cell_id": cell.id, "cell": cell.key, "fine_tuned": cell.fine_tuned, **keys}
+    return [ResultRow.model_validate({**m, **context}) for m in metrics]
 
 
 def check_model_reference(name: str) -> None:

@@ -1,10 +1,11 @@
 """The stages of a grid cell: align -> build -> mix -> train -> evaluate.
 
 Each stage is a pure function from inputs (earlier artifacts, or plain values such as a model
-name) and a JSON config to files in an output directory. Its key hashes the stage name and
-version, the config, the keys of its input artifacts and the checksums of the bundle files it
-reads, so changing any of them recomputes exactly the stages that depend on it. The stages only
-call the other packages' public APIs; they add no experiment logic of their own.
+name) and a typed spec, owned by the package that does the work (`AlignConfig`, `BuildSpec`,
+`MixSpec`, `SFTConfig`, `EvalSpec`), to files in an output directory. Its key hashes the stage name
+and version, the spec's JSON dump, the keys of its input artifacts and the checksums of the bundle
+files it reads, so changing any of them recomputes exactly the stages that depend on it. The
+stages only call the other packages' public APIs; they add no experiment logic of their own.
 """
 
 from __future__ import annotations
@@ -12,15 +13,26 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
 
 from mimicry.experiments.store import Artifact, ArtifactStore, Stopwatch
 from mimicry.hashing import hash_obj, sha256_file
 from mimicry.records import atomic_write_text
 from mimicry.registry import Registry
 
+if TYPE_CHECKING:
+    from mimicry.evaluation.suites import EvalSpec
+    from mimicry.mitigations import MixSpec
+    from mimicry.strategies import BuildSpec
+    from mimicry.training.alignment import AlignConfig
+    from mimicry.training.sft import SFTConfig
+
 Inputs = Mapping[str, Any]  # input name -> Artifact or a JSON value
-Config = Mapping[str, Any]
+# A stage's settings: its typed spec, validated once where it is built (a plain JSON mapping
+# serves a stage without a spec of its own).
+Config = BaseModel | Mapping[str, Any]
 
 AOA_FILE = "safety/qi_aoa_train.json"
 CONTENT_OUTPUT = "content_sha256"  # an output naming the hash of the artifact's data file
@@ -109,6 +121,11 @@ def prompt_set_files() -> set[str]:
     return {PROMPT_SETS.get(name).file for name in PROMPT_SETS}
 
 
+def config_json(config: Config) -> dict[str, Any]:
+    """How a stage's settings enter its key and manifest: the spec's JSON dump, a mapping as given."""
+    return config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
+
+
 def model_input_ref(value: Any) -> str:
     """What a `model` input points at: an artifact's model directory, or a model name/path as given."""
     return str(value.path("model")) if isinstance(value, Artifact) else str(value)
@@ -150,7 +167,7 @@ class BaseStage:
         return {
             "stage": self.name,
             "version": self.version,
-            "config": dict(config),
+            "config": config_json(config),
             "inputs": {name: input_identity(value) for name, value in sorted(inputs.items())},
             "data": data_checksums(self.data_files(inputs, config)),
         }
@@ -176,10 +193,10 @@ class AlignStage(BaseStage):
             *(INSTRUCTION_SETS.get(n).file for n in INSTRUCTION_SETS),
         }
 
-    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
-        from mimicry.training.alignment import AlignConfig, align
+    def run(self, inputs: Inputs, config: AlignConfig, out_dir: Path) -> dict[str, Any]:
+        from mimicry.training.alignment import align
 
-        result = align(str(inputs["model"]), AlignConfig.model_validate(dict(config)))
+        result = align(str(inputs["model"]), config)
         summary = {
             "model_name": result.model_name,
             "refusal_rates": result.refusal_rates,
@@ -206,16 +223,16 @@ class BuildStage(BaseStage):
 
     name = "build"
 
-    def data_files(self, inputs: Inputs, config: Config) -> set[str]:
-        return task_files(config["task"]) | {AOA_FILE}
+    def data_files(self, inputs: Inputs, config: BuildSpec) -> set[str]:
+        return task_files(config.task) | {AOA_FILE}
 
-    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
+    def run(self, inputs: Inputs, config: BuildSpec, out_dir: Path) -> dict[str, Any]:
         from mimicry.records import write_conversations
         from mimicry.strategies import build_conversations
 
         # The grid renders AutoIF answers with the template converter, as `mimicry build` does by default.
         conversations = build_conversations(
-            config["task"], config["strategy"], config["split"], config["limit"], config["sample_seed"], converter=None
+            config.task, config.strategy, config.split, config.limit, config.sample_seed, converter=None
         )
         rows = write_conversations(out_dir / "data.jsonl", conversations, with_meta=True)
         return {"data": "data.jsonl", "rows": rows, CONTENT_OUTPUT: sha256_file(out_dir / "data.jsonl")}
@@ -231,19 +248,13 @@ class MixStage(BaseStage):
 
         return {SAFETY_POOL_FILE, *prompt_set_files()}
 
-    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
-        from mimicry.mitigations import MixConfig, mix
+    def run(self, inputs: Inputs, config: MixSpec, out_dir: Path) -> dict[str, Any]:
+        from mimicry.mitigations import mix
         from mimicry.records import load_conversations, write_conversations
 
         user = load_conversations(inputs["user"].path("data"))
-        kind, amount = config.get("amount_kind"), config.get("amount")
         result = mix(
-            user,
-            config["method"],
-            count=int(amount) if kind == "count" else None,
-            ratio=amount if kind == "ratio" else None,
-            seed=config["seed"],
-            config=MixConfig.model_validate(dict(config["options"])),
+            user, config.method, count=config.count, ratio=config.ratio, seed=config.seed, config=config.options
         )
         rows = write_conversations(out_dir / "data.jsonl", result.conversations, with_meta=True)
         write_conversations(out_dir / "added.jsonl", result.added, with_meta=True)
@@ -266,23 +277,20 @@ class TrainStage(BaseStage):
     name = "train"
     resumable = True
 
-    def identity(self, inputs: Inputs, config: Config) -> dict[str, Any]:
+    def identity(self, inputs: Inputs, config: SFTConfig) -> dict[str, Any]:
         """The precision enters the key as chosen on this machine (fp32 keys as before it existed)."""
         from mimicry.hardware import legacy_key_config, resolve_precision
 
         identity = super().identity(inputs, config)
-        identity["config"] = legacy_key_config(config, resolve_precision(config.get("precision", "auto")))
+        keyed = identity["config"]
+        identity["config"] = legacy_key_config(keyed, resolve_precision(keyed.get("precision", "auto")))
         return identity
 
-    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
-        from mimicry.training.sft import SFTConfig, train_sft
+    def run(self, inputs: Inputs, config: SFTConfig, out_dir: Path) -> dict[str, Any]:
+        from mimicry.training.sft import train_sft
 
         result = train_sft(
-            model_input_ref(inputs["model"]),
-            inputs["data"].path("data"),
-            out_dir / "run",
-            SFTConfig.model_validate(dict(config)),
-            resume=True,
+            model_input_ref(inputs["model"]), inputs["data"].path("data"), out_dir / "run", config, resume=True
         )
         losses = [float(x) for x in result.losses]
         return {
@@ -300,56 +308,30 @@ class EvaluateStage(BaseStage):
     name = "evaluate"
     resumable = True
 
-    def data_files(self, inputs: Inputs, config: Config) -> set[str]:
-        return task_files(config["task"]) | prompt_set_files() | {AOA_FILE}
+    def data_files(self, inputs: Inputs, config: EvalSpec) -> set[str]:
+        return task_files(config.task) | prompt_set_files() | {AOA_FILE}
 
-    def identity(self, inputs: Inputs, config: Config) -> dict[str, Any]:
+    def identity(self, inputs: Inputs, config: EvalSpec) -> dict[str, Any]:
         """Local generation's precision enters the key as chosen on this machine (see `key_options`)."""
         identity = super().identity(inputs, config)
-        generation = config["generation"]
+        generation = identity["config"]["generation"]
         if generation["backend"] == "transformers":
             from mimicry.generation.transformers_backend import key_options
 
             identity["config"]["generation"] = {**generation, "options": key_options(generation["options"])}
         return identity
 
-    def run(self, inputs: Inputs, config: Config, out_dir: Path) -> dict[str, Any]:
-        from mimicry.evaluation.suites import EvalConfig, evaluate
+    def run(self, inputs: Inputs, config: EvalSpec, out_dir: Path) -> dict[str, Any]:
+        from mimicry.evaluation.suites import evaluate
         from mimicry.generation import get_backend, with_system_prompt
 
-        generation = config["generation"]
-        backend = get_backend(generation["backend"], model_input_ref(inputs["model"]), **generation["options"])
-        backend = with_system_prompt(backend, config.get("inference_system_prompt"))
-        summary = evaluate(
-            backend,
-            list(config["suites"]),
-            config["task"],
-            config["strategy"],
-            EvalConfig.model_validate(dict(config["evaluation"])),
-            out_dir / "eval",
-        )
-        rows = [_row_dict(r) for r in summary.rows]
+        generation = config.generation
+        backend = get_backend(generation.backend, model_input_ref(inputs["model"]), **generation.options)
+        backend = with_system_prompt(backend, config.inference_system_prompt)
+        summary = evaluate(backend, config.suites, config.task, config.strategy, config.evaluation, out_dir / "eval")
+        rows = [r.model_dump() for r in summary.rows]  # `MetricRow`s, read back by `result_rows`
         atomic_write_text(out_dir / "rows.json", json.dumps(rows, indent=2) + "\n")
         return {"rows": "rows.json", "metrics": len(rows)}
-
-
-ROW_FIELDS = (
-    "suite",
-    "metric",
-    "set",
-    "presentation",
-    "judge",
-    "value",
-    "ci_low",
-    "ci_high",
-    "n",
-    "unparsed",
-)
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    data = row.model_dump() if hasattr(row, "model_dump") else row if isinstance(row, Mapping) else vars(row)
-    return {f: data.get(f) for f in ROW_FIELDS}
 
 
 for _stage in (AlignStage(), BuildStage(), MixStage(), TrainStage(), EvaluateStage()):

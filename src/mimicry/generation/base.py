@@ -8,7 +8,7 @@ decoding is the default, so the same prompt gives the same answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -24,6 +24,13 @@ class GenerationConfig(StrictModel):
     stop: list[str] = []
     batch_size: int = Field(16, ge=1)
     seed: int = 0
+
+
+class GenerationSettings(StrictModel):
+    """Which generation backend evaluation uses (transformers here, vllm on GPUs), and its options."""
+
+    backend: str = "transformers"
+    options: dict[str, Any] = {}
 
 
 @runtime_checkable

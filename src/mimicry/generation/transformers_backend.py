@@ -9,7 +9,7 @@ the first one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mimicry.errors import MimicryError
@@ -71,6 +71,18 @@ class StopOnStrings:
         start = max(self.prompt_length, input_ids.shape[1] - self.window)
         tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
         return torch.tensor([any(s in tail for s in self.stop) for tail in tails], device=input_ids.device)
+
+
+class StopWhenSet:
+    """A stopping criterion that ends every row once `event` is set (a streaming reader went away)."""
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def generation_model_id(model: str, precision: str) -> str:
@@ -170,6 +182,13 @@ class TransformersBackend:
         inputs = self.tokenizer(
             texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
         ).to(self.model.device)
+        options = self._options(config, stop, inputs.input_ids.shape[1])
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **options)
+        return output[:, inputs.input_ids.shape[1] :]
+
+    def _options(self, config: GenerationConfig, stop: list[str], prompt_length: int) -> dict[str, Any]:
+        """`model.generate` keyword arguments for the config: greedy or sampled, stop strings."""
         sampling = config.temperature > 0
         options: dict[str, Any] = {
             "max_new_tokens": config.max_new_tokens,
@@ -184,8 +203,60 @@ class TransformersBackend:
         if stop:
             from transformers import StoppingCriteriaList
 
-            criterion = StopOnStrings(self.tokenizer, stop, prompt_length=inputs.input_ids.shape[1])
+            criterion = StopOnStrings(self.tokenizer, stop, prompt_length=prompt_length)
             options["stopping_criteria"] = StoppingCriteriaList([criterion])
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, **options)
-        return output[:, inputs.input_ids.shape[1] :]
+        return options
+
+    def stream(self, messages: Sequence[Message], config: GenerationConfig) -> Iterator[str]:
+        """One prompt's completion as text pieces while the tokens are generated (greedy: the same text
+        `generate` returns). Generation runs in a thread feeding a `TextIteratorStreamer`; a piece that
+        could be the start of a stop string is held back until the next token decides it. Closing the
+        iterator early stops the generation at the next token."""
+        import threading
+
+        import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        stop = self._stop_strings(config)
+        inputs = self.tokenizer(
+            [render_prompt(self.tokenizer, messages)], return_tensors="pt", add_special_tokens=False
+        ).to(self.model.device)
+        options = self._options(config, stop, inputs.input_ids.shape[1])
+        closed = threading.Event()
+        criteria = options.setdefault("stopping_criteria", StoppingCriteriaList())
+        criteria.append(StopWhenSet(closed))
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                torch.manual_seed(config.seed)
+                with torch.inference_mode():
+                    self.model.generate(**inputs, **options, streamer=streamer)
+            except BaseException as err:  # re-raised in the consumer, after the streamer is released
+                failure.append(err)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        text, sent = "", 0
+        hold = max((len(s) for s in stop), default=1) - 1
+        try:
+            for piece in streamer:
+                text += piece
+                cut = truncate_at_stop(text, stop)
+                if len(cut) < len(text):  # a stop string arrived: send up to it and end
+                    closed.set()
+                    text = cut
+                    break
+                safe = len(text) - hold
+                if safe > sent:
+                    yield text[sent:safe]
+                    sent = safe
+            if text[sent:]:
+                yield text[sent:]
+        finally:
+            closed.set()
+            thread.join()
+        if failure:
+            raise failure[0]

@@ -2,7 +2,7 @@
 
 from mimicry.mitigations.audit import AuditReport, audit
 from mimicry.mitigations.format import FormatConfig, InferredFormat, infer_format
-from mimicry.mitigations.methods import MITIGATIONS, MixConfig
+from mimicry.mitigations.methods import MITIGATIONS, MixConfig, MixSpec
 from mimicry.mitigations.mixing import MixResult, mix
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "InferredFormat",
     "MixConfig",
     "MixResult",
+    "MixSpec",
     "audit",
     "infer_format",
     "mix",

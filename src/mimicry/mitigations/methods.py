@@ -17,7 +17,7 @@ import random
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -58,6 +58,24 @@ class MixConfig(StrictModel):
         description="structural mimic: the bare request in the prompting style (style), in the task "
         "template (task), or half each (both)",
     )
+
+
+class MixSpec(StrictModel):
+    """The mix stage's settings: one method, at one amount of safety data (a count or a ratio), seeded."""
+
+    method: str
+    amount_kind: Literal["count", "ratio"] | None = None  # None: the method's default (`options.ratio`)
+    amount: float | None = None
+    seed: int = 0
+    options: MixConfig = MixConfig()
+
+    @property
+    def count(self) -> int | None:
+        return int(self.amount) if self.amount_kind == "count" and self.amount is not None else None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.amount if self.amount_kind == "ratio" else None
 
 
 @dataclass

@@ -100,7 +100,7 @@ Who = Annotated[Caller, Depends(caller)]
 def create_app(rt: Runtime) -> FastAPI:
     app = FastAPI(title="mimicry guarded fine-tuning service", version="1")
     policy = rt.policy
-    limiter = RateLimiter(policy.limits.requests_per_minute)
+    limiter = RateLimiter(rt.db, policy.limits.requests_per_minute)
     pool = chat.ModelPool()
     app.state.runtime = rt
     app.state.limiter = limiter
@@ -251,7 +251,11 @@ def create_app(rt: Runtime) -> FastAPI:
             if training.purpose != "fine-tune" or training.status != "processed":
                 raise ApiError(400, f"file {training.id} is not a processed fine-tune file", param="training_file")
             if body.validation_file:
-                own_file(s, who, body.validation_file, "validation_file")
+                validation = own_file(s, who, body.validation_file, "validation_file")
+                if validation.purpose != "fine-tune" or validation.status != "processed":
+                    raise ApiError(
+                        400, f"file {validation.id} is not a processed fine-tune file", param="validation_file"
+                    )
             job = Job(
                 id=new_id("ftjob"),
                 org_id=who.org_id,
@@ -399,9 +403,9 @@ def create_app(rt: Runtime) -> FastAPI:
                 type="server_error",
                 code="model_artifact_corrupt",
             ) from None
-        text, prompt_tokens, completion_tokens = await run_in_threadpool(chat.generate, backend, body, pool)
         if body.stream:
-            return StreamingResponse(chat.stream_chunks(body.model, text), media_type="text/event-stream")
-        return chat.completion_object(body.model, text, prompt_tokens, completion_tokens)
+            return StreamingResponse(chat.stream_chunks(backend, body, pool), media_type="text/event-stream")
+        text, usage = await run_in_threadpool(chat.generate, backend, body, pool)
+        return chat.completion_object(body.model, text, usage)
 
     return app

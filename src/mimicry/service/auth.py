@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from mimicry.service.db import ApiKey, Database, Org, new_id
+from mimicry.service.db import ApiKey, Database, Org, RateWindow, new_id
 
 KEY_PREFIX = "mk-"
 
@@ -50,21 +50,50 @@ def lookup(db: Database, key: str) -> Caller | None:
 
 
 class RateLimiter:
-    """A sliding one-minute window per key, in this server process."""
+    """Requests per minute per key, counted in the database so every API process shares the count.
 
-    def __init__(self, per_minute: int) -> None:
+    A sliding window approximated from two fixed clock minutes (the last minute's count, weighted by
+    how much of it still lies in the past 60 s, plus this minute's). Only allowed requests count, and
+    the check and the increment are one statement (an upsert whose update applies only under the
+    limit), so concurrent processes cannot both take the last slot.
+    """
+
+    def __init__(self, db: Database, per_minute: int) -> None:
+        self.db = db
         self.per_minute = per_minute
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
 
     def allow(self, key_id: str) -> tuple[bool, float]:
         """(allowed, seconds until the next request would be allowed)."""
-        t = time.monotonic()
-        with self._lock:
-            hits = self._hits.setdefault(key_id, deque())
-            while hits and hits[0] <= t - 60:
-                hits.popleft()
-            if len(hits) >= self.per_minute:
-                return False, max(0.0, hits[0] + 60 - t)
-            hits.append(t)
+        t = time.time()
+        minute, into = int(t // 60), (t % 60) / 60
+        table = RateWindow.__table__
+        with self.db.session.begin() as s:
+            previous = s.scalar(
+                select(RateWindow.count).where(RateWindow.key_id == key_id, RateWindow.minute == minute - 1)
+            )
+            carried = (previous or 0) * (1 - into)
+            room = self.per_minute - carried  # this minute's count must stay below it
+            count = None
+            if room > 0:
+                insert = (postgresql_insert if self.db.dialect == "postgresql" else sqlite_insert)(table)
+                stmt = insert.values(key_id=key_id, minute=minute, count=1).on_conflict_do_update(
+                    index_elements=[table.c.key_id, table.c.minute],
+                    set_={"count": table.c.count + 1},
+                    where=table.c.count < room,
+                )
+                count = s.execute(stmt.returning(table.c.count)).scalar()
+            if count == 1:  # a new minute for this key: its older minutes are no longer needed
+                s.execute(delete(RateWindow).where(RateWindow.key_id == key_id, RateWindow.minute < minute - 1))
+        if count is not None:
             return True, 0.0
+        with self.db.session() as s:
+            current = s.scalar(select(RateWindow.count).where(RateWindow.key_id == key_id, RateWindow.minute == minute))
+        return False, self._wait(previous or 0, current or 0, into)
+
+    def _wait(self, previous: int, current: int, into: float) -> float:
+        """Seconds until the carried part of the last minute has decayed enough to make room."""
+        end = (1 - into) * 60
+        if current >= self.per_minute or not previous:  # this minute is full: wait until it is the last one
+            return end + (1 - self.per_minute / current) * 60
+        need = 1 - (self.per_minute - current) / previous  # the fraction of this minute to reach
+        return max(0.0, (need - into) * 60)

@@ -3,14 +3,13 @@
 Loaded models are kept in a small LRU per server process; generation runs one request at a time
 per process (a CPU or one GPU is saturated by one). A tuned model's artifact is re-checked against
 its checksums from the store on every load, so a corrupted one is reported, never served.
-Streaming sends the completion as server-sent events in OpenAI's `chat.completion.chunk` shape;
-the backend generates whole completions, so the chunks follow the finished generation word by word.
+Streaming sends the completion as server-sent events in OpenAI's `chat.completion.chunk` shape,
+piece by piece while the tokens are generated (`TransformersBackend.stream`).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -43,10 +42,8 @@ class ModelPool:
         return backend
 
 
-def generate(backend: Any, req: ChatRequest, pool: ModelPool) -> tuple[str, int, int]:
-    """(completion, prompt tokens, completion tokens)."""
+def _request(req: ChatRequest) -> tuple[list[Message], Any]:
     from mimicry.generation.base import GenerationConfig
-    from mimicry.generation.transformers_backend import render_prompt
 
     messages = [Message(role=m.role, content=m.content) for m in req.messages]
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
@@ -58,15 +55,31 @@ def generate(backend: Any, req: ChatRequest, pool: ModelPool) -> tuple[str, int,
         batch_size=1,
         seed=req.seed or 0,
     )
-    with pool.generate_lock:
-        text = backend.generate([messages], config)[0]
+    return messages, config
+
+
+def _usage(backend: Any, messages: list[Message], text: str) -> dict[str, int]:
+    from mimicry.generation.transformers_backend import render_prompt
+
     tok = backend.tokenizer
     prompt_tokens = len(tok(render_prompt(tok, messages), add_special_tokens=False).input_ids)
     completion_tokens = len(tok(text, add_special_tokens=False).input_ids)
-    return text, prompt_tokens, completion_tokens
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
-def completion_object(model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def generate(backend: Any, req: ChatRequest, pool: ModelPool) -> tuple[str, dict[str, int]]:
+    """(completion, usage)."""
+    messages, config = _request(req)
+    with pool.generate_lock:
+        text = backend.generate([messages], config)[0]
+    return text, _usage(backend, messages, text)
+
+
+def completion_object(model: str, text: str, usage: dict[str, int]) -> dict[str, Any]:
     return {
         "id": new_id("chatcmpl"),
         "object": "chat.completion",
@@ -75,29 +88,42 @@ def completion_object(model: str, text: str, prompt_tokens: int, completion_toke
         "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
         ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
+        "usage": usage,
     }
 
 
-def stream_chunks(model: str, text: str) -> Iterator[str]:
+def stream_chunks(backend: Any, req: ChatRequest, pool: ModelPool) -> Iterator[str]:
+    """Server-sent events in OpenAI's `chat.completion.chunk` shape, one per piece of text as the
+    backend generates it; with `stream_options.include_usage`, a last chunk carries the usage.
+    The process's generation lock is held until the stream ends or the client goes away."""
+    messages, config = _request(req)
     cid, created = new_id("chatcmpl"), int(time.time())
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
         body = {
             "id": cid,
             "object": "chat.completion.chunk",
             "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            "model": req.model,
+            "choices": choices,
+            **extra,
         }
         return f"data: {json.dumps(body)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    for piece in re.findall(r"\s*\S+|\s+$", text):
-        yield chunk({"content": piece})
-    yield chunk({}, "stop")
+    def delta(content: dict[str, Any], finish: str | None = None) -> str:
+        return chunk([{"index": 0, "delta": content, "finish_reason": finish, "logprobs": None}])
+
+    yield delta({"role": "assistant", "content": ""})
+    text = ""
+    with pool.generate_lock:
+        pieces = backend.stream(messages, config)
+        try:
+            for piece in pieces:
+                text += piece
+                yield delta({"content": piece})
+        finally:
+            pieces.close()
+    yield delta({}, "stop")
+    if req.stream_options and req.stream_options.include_usage:
+        yield chunk([], usage=_usage(backend, messages, text))
     yield "data: [DONE]\n\n"

@@ -159,14 +159,44 @@ class TunedModel(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class GateBaseline(Base):
+    """The base model's answer to one held-back prompt (provider-only): the safety gate's paired reference,
+    generated once per base model and prompt, shared by every worker."""
+
+    __tablename__ = "gate_baselines"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    base: Mapped[str] = mapped_column(String(300))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class RateWindow(Base):
+    """Requests one API key made in one clock minute, shared by every API process (the rate limit)."""
+
+    __tablename__ = "rate_windows"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # unix time // 60
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 Index("ix_job_events_job_seq", JobEvent.job_id, JobEvent.seq)
 
 
-def _v1_initial(conn: Connection) -> None:
-    Base.metadata.create_all(conn, tables=[t for t in Base.metadata.sorted_tables if t.name != "schema_version"])
+V1_TABLES = ("orgs", "api_keys", "files", "jobs", "job_events", "checkpoints", "models")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial]
+def _create(*names: str) -> Callable[[Connection], None]:
+    def step(conn: Connection) -> None:
+        Base.metadata.create_all(conn, tables=[Base.metadata.tables[n] for n in names])
+
+    return step
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _create(*V1_TABLES),
+    _create("gate_baselines"),
+    _create("rate_windows"),
+]
 
 
 def migrate(engine: Engine, tries: int = 5) -> int:

@@ -17,13 +17,15 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from mimicry.console import info, warn
-from mimicry.service.db import Checkpoint, File, Job, JobEvent, TunedModel, new_id, now
+from mimicry.service.db import Checkpoint, File, GateBaseline, Job, JobEvent, TunedModel, new_id, now
 from mimicry.service.gate import JobContext, JobFailed, Stopped, run_guard
 from mimicry.service.runtime import Runtime
 from mimicry.service.storage import CorruptArtifact
@@ -50,6 +52,27 @@ def add_event(
                 data=data,
             )
         )
+
+
+class DbBaselineCache:
+    """The gate's base-model answers in the database, so every worker measures a base once per prompt."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def get(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        with self.rt.db.session() as s:
+            rows = s.scalars(select(GateBaseline).where(GateBaseline.key.in_(list(keys))))
+            return {r.key: r.record for r in rows}
+
+    def put(self, base: str, records: dict[str, dict[str, Any]]) -> None:
+        """Insert the answers not there yet; a worker that wrote the same keys meanwhile wins the race."""
+        try:
+            with self.rt.db.session.begin() as s:
+                there = set(s.scalars(select(GateBaseline.key).where(GateBaseline.key.in_(list(records)))))
+                s.add_all(GateBaseline(key=k, base=base, record=r) for k, r in records.items() if k not in there)
+        except IntegrityError:
+            pass  # the other worker's rows are answers to the same prompts by the same weights
 
 
 def _claimable(t: float) -> Any:
@@ -130,6 +153,19 @@ class Worker:
             if exists is None:
                 s.add(Checkpoint(id=new_id("ftckpt"), job_id=job.id, org_id=job.org_id, step=step, metrics=metrics))
 
+    def _read_file(self, file_id: str, role: str) -> Any:
+        """An uploaded file, checked again as at upload (the limits may have changed since)."""
+        with self.rt.db.session() as s:
+            row = s.get(File, file_id)
+        try:
+            data = self.rt.store.read(row.sha256)
+        except CorruptArtifact as err:
+            raise JobFailed("file_corrupt", f"the {role} file is damaged in storage ({err})") from None
+        check = check_fine_tune_file(data, self.rt.policy.limits)
+        if not check.ok:
+            raise JobFailed(f"invalid_{role}_file", f"{role} file: {check.message()}")
+        return check
+
     def run_job(self, job: Job) -> None:
         rt = self.rt
         if job.attempts > rt.policy.worker.max_attempts:
@@ -141,15 +177,8 @@ class Worker:
         try:
             if job.model not in rt.policy.base_models:
                 raise JobFailed("model_not_available", f"this worker's policy does not offer {job.model!r}")
-            with rt.db.session() as s:
-                training = s.get(File, job.training_file)
-            try:
-                data = rt.store.read(training.sha256)
-            except CorruptArtifact as err:
-                raise JobFailed("file_corrupt", f"the training file is damaged in storage ({err})") from None
-            check = check_fine_tune_file(data, rt.policy.limits)
-            if not check.ok:
-                raise JobFailed("invalid_training_file", check.message())
+            check = self._read_file(job.training_file, "training")
+            validation = self._read_file(job.validation_file, "validation") if job.validation_file else None
             ctx = JobContext(
                 job_id=job.id,
                 base_model=rt.policy.base_models[job.model],
@@ -159,8 +188,9 @@ class Worker:
                 event=lambda message, **kw: add_event(rt, job, message, **kw),
                 checkpoint=lambda step, metrics: self._checkpoint(job, step, metrics),
                 should_stop=heartbeat.stop.is_set,
+                baseline=DbBaselineCache(rt),
             )
-            outcome = run_guard(ctx, check.conversations, rt.policy)
+            outcome = run_guard(ctx, check.conversations, rt.policy, validation.conversations if validation else None)
             if outcome.decision == "release":
                 self._release(job, outcome)
             elif self._finish(

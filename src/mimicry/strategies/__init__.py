@@ -8,7 +8,7 @@ from mimicry.strategies.base import (
     aoa_scaffold,
     get_strategy,
 )
-from mimicry.strategies.build import build_conversations
+from mimicry.strategies.build import BuildSpec, build_conversations
 from mimicry.strategies.converters import (
     AutoIFItem,
     Converter,
@@ -23,6 +23,7 @@ __all__ = [
     "AOAScaffold",
     "STRATEGIES",
     "AutoIFItem",
+    "BuildSpec",
     "Converter",
     "LLMConverter",
     "Strategy",

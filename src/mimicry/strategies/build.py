@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
+from mimicry.config import StrictModel
 from mimicry.records import Conversation
 from mimicry.strategies.base import get_strategy
 from mimicry.strategies.converters import Converter, LLMConverter
 from mimicry.tasks import load_task
+
+
+class BuildSpec(StrictModel):
+    """The build stage's settings: a seeded sample of a task's split, rendered in one strategy."""
+
+    task: str
+    strategy: str
+    split: str = "train"
+    limit: int = Field(300, gt=0)
+    sample_seed: int = 0  # fixed across training seeds, so seeds vary training only
 
 
 def build_conversations(

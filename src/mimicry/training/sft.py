@@ -107,10 +107,13 @@ def train_sft(
     *,
     resume: bool = True,
     callbacks: Sequence[TrainerCallback] = (),
+    eval_data: Sequence[Conversation] | None = None,
 ) -> TrainResult:
     """Fine-tune `model` (registry name or path) on chat data; resumable, cached by inputs+config.
 
     `callbacks` are extra `TrainerCallback`s (e.g. to stop early); they do not change the result key.
+    `eval_data` (held-out conversations) is scored at every checkpoint (`eval_loss` in the Trainer's
+    logs) and once at the end (`valid_loss` in the run card); it enters the key only when given.
     """
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
@@ -136,6 +139,10 @@ def train_sft(
             f"{dataset.without_targets} dropped without an assistant token"
         )
 
+    eval_dataset = None
+    if eval_data:
+        eval_dataset = tokenize_conversations(list(eval_data), tokenizer, config.max_length, config.overlong)
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(config.precision, device)
     key = hash_obj(
@@ -143,6 +150,7 @@ def train_sft(
             "model": _base_model_reference(model),
             "data": dataset.sha256,
             "config": legacy_key_config(config.model_dump(mode="json"), precision),
+            **({"eval_data": eval_dataset.sha256} if eval_dataset is not None else {}),
         }
     )
     finished = load_result(out_dir)
@@ -196,11 +204,15 @@ def train_sft(
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        per_device_eval_batch_size=config.batch_size,
+        eval_strategy="steps" if eval_dataset is not None else "no",
+        eval_steps=config.save_steps,
     )
     trainer = Trainer(
         model=trainee,
         args=args,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100),
         callbacks=[RichProgressCallback(), *callbacks],
     )
@@ -219,6 +231,10 @@ def train_sft(
         tokens = int(state.num_input_tokens_seen)
         return TrainResult(out_dir, checkpoints, _losses(state), tokens, seconds, {})
 
+    valid_loss = None
+    if eval_dataset is not None:  # the last step's evaluation when it had one, else one now
+        done = [e["eval_loss"] for e in state.log_history if "eval_loss" in e and e.get("step") == state.global_step]
+        valid_loss = float(done[-1] if done else trainer.evaluate()["eval_loss"])
     model_path = out_dir / ("adapter" if config.method == "lora" else "model")
     if config.method == "lora":
         base_reference = _base_model_reference(model)
@@ -250,6 +266,7 @@ def train_sft(
         "bf16": precision == "bf16",
         "precision": precision_record(precision, device),
         "losses": _losses(state),
+        **({"valid_loss": valid_loss, "eval_conversations": len(eval_data or [])} if valid_loss is not None else {}),
         "packages": package_versions(),
         "git_sha": git_sha(),
     }
