@@ -129,6 +129,16 @@ def test_a_half_written_last_line_is_dropped(tmp_path: Path) -> None:
     assert [r["key"] for r in read_jsonl(path)] == ["a", "b"]
 
 
+def test_a_file_holding_only_a_cut_off_line_is_emptied(tmp_path: Path) -> None:
+    """The first write was cut off: nothing of it stays, so the next append starts a clean file."""
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"key": "a", "v"')
+    store = RecordStore(path)
+    assert len(store) == 0 and path.stat().st_size == 0
+    store.append([{"key": "a", "v": 1}])
+    assert RecordStore(path).get("a") == {"key": "a", "v": 1}
+
+
 class FailingJudgeBackend:
     model_id = "judge"
 
@@ -276,3 +286,13 @@ def test_cli_validate_judges_writes_the_report(tmp_path: Path) -> None:
     assert main(["eval", "validate-judges", "--judge", "keyword", "--write", str(report)]) == 0
     text = report.read_text()
     assert "| keyword | test |" in text and "mimicry eval validate-judges" in text
+
+
+def test_records_go_to_a_new_nested_directory_as_utf8_and_need_a_key(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "eval" / "records.jsonl"
+    store = RecordStore(path)
+    store.append([{"key": "a", "response": "Désolé, je ne peux pas."}])
+    assert "Désolé" in path.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="every record needs a 'key'"):
+        store.append([{"response": "no key"}])
+    assert RecordStore(path).records() == [{"key": "a", "response": "Désolé, je ne peux pas."}]

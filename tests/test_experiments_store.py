@@ -7,6 +7,7 @@ for these tests; the full chain with the project's stages is tested in test_expe
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from mimicry.errors import MimicryError
 from mimicry.experiments.stages import BaseStage, materialize
-from mimicry.experiments.store import MANIFEST, ArtifactStore
+from mimicry.experiments.store import MANIFEST, ArtifactStore, Stopwatch
 
 
 class WordCount(BaseStage):
@@ -170,3 +171,29 @@ def test_partial_work_that_cannot_be_resumed_is_restarted_once(store: ArtifactSt
     (work / "run_key.txt").write_text("stale")
     artifact, reused = materialize(store, stage, {}, {})
     assert not reused and artifact.outputs == {"fresh": True}
+
+
+def test_outputs_resolve_inside_the_artifact_unless_absolute(store: ArtifactStore, tmp_path: Path) -> None:
+    work = store.begin("words", "k1", resume=False)
+    artifact = store.commit("words", "k1", work, {"outputs": {"inside": "a.txt", "outside": str(tmp_path / "b")}})
+    assert artifact.path("inside") == artifact.dir / "a.txt"
+    assert artifact.path("outside") == tmp_path / "b"
+
+
+def test_discarding_forgets_an_artifact_even_without_its_manifest(store: ArtifactStore) -> None:
+    work = store.begin("words", "k1", resume=False)
+    store.commit("words", "k1", work, {"outputs": {}})
+    store.discard("words", "k1")
+    assert store.get("words", "k1") is None and not store.final_dir("words", "k1").exists()
+    store.final_dir("words", "k2").mkdir(parents=True)  # e.g. copied in by hand, no manifest
+    store.discard("words", "k2")
+    assert not store.final_dir("words", "k2").exists()
+    store.discard("words", "never-made")
+
+
+def test_a_stopwatch_records_when_a_stage_ran_and_for_how_long() -> None:
+    watch = Stopwatch()
+    time.sleep(0.01)
+    record = watch.record()
+    assert set(record) == {"started", "finished", "seconds"}
+    assert record["seconds"] == round(record["finished"] - record["started"], 3) >= 0.01

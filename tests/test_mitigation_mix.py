@@ -220,6 +220,7 @@ def test_rewrite_mode_validates_and_discards():
     result = mix(user, "mimic", count=3, seed=0, config=config, backend=ScriptedRewriter())
     details = result.report["details"]
     assert details["kept"] == 3 and details["shortfall"] == 0
+    assert details["mode"] == "rewrite" and details["rewriter"] == "scripted-test-rewriter"
     assert details["discarded"] == {"unparseable": 3, "intent_lost": 3, "not_a_refusal": 3}
     assert details["tried"] == 12
     assert all(c.system == "sys" and c.last_user.startswith("Please: ") for c in result.added)
