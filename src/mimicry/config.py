@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +57,21 @@ def validate_config(model: type[M], data: Any, source: str = "config") -> M:
         return model.model_validate(data)
     except ValidationError as err:
         raise MimicryError(format_validation_error(model, err, source)) from None
+
+
+def with_overrides(config: M, overrides: Mapping[str, Any], source: str = "command-line options") -> M:
+    """`config` with each given value (None: not given) set at its dotted key, e.g. `mimic.mode`,
+    then validated once, as a file's values are: the one way command-line flags override a config."""
+    data = config.model_dump()
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return validate_config(type(config), data, source)
 
 
 def load_yaml_config(model: type[M], path: str | Path) -> M:

@@ -93,32 +93,27 @@ def _csv(text: str) -> list[str]:
 
 
 def build_config(args: argparse.Namespace):  # -> EvalConfig
-    from mimicry.config import load_yaml_config, validate_config
+    from mimicry.config import load_yaml_config, with_overrides
     from mimicry.errors import MimicryError
     from mimicry.evaluation.suites import EvalConfig
 
     config = load_yaml_config(EvalConfig, args.config) if args.config else EvalConfig()
-    overrides: dict = {}
-    for flag, key in [
-        ("max_new_tokens", "max_new_tokens"),
-        ("batch_size", "batch_size"),
-        ("seed", "seed"),
-        ("limit", "limit"),
-    ]:
-        if getattr(args, flag) is not None:
-            overrides[key] = getattr(args, flag)
-    if args.judge:
-        overrides["judges"] = _csv(args.judge)
-    if args.harm_sets:
-        overrides["harm_sets"] = _csv(args.harm_sets)
-    if args.overrefusal_sets:
-        overrides["overrefusal_sets"] = _csv(args.overrefusal_sets)
-    if args.advbench_sample is not None:
-        value = args.advbench_sample.strip().lower()
-        if value != "all" and not value.isdigit():
-            raise MimicryError(f"--advbench-sample takes a number or 'all', got {args.advbench_sample!r}")
-        overrides["advbench_sample"] = None if value == "all" else int(value)
-    return validate_config(EvalConfig, {**config.model_dump(), **overrides}, "eval options")
+    advbench = (args.advbench_sample or "").strip().lower()
+    if advbench and advbench != "all" and not advbench.isdigit():
+        raise MimicryError(f"--advbench-sample takes a number or 'all', got {args.advbench_sample!r}")
+    flags = {
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "limit": args.limit,
+        "judges": _csv(args.judge) if args.judge else None,
+        "harm_sets": _csv(args.harm_sets) if args.harm_sets else None,
+        "overrefusal_sets": _csv(args.overrefusal_sets) if args.overrefusal_sets else None,
+        "advbench_sample": int(advbench) if advbench.isdigit() else None,
+    }
+    config = with_overrides(config, flags, "eval options")
+    # `all` is the config's None (every AdvBench prompt), which `with_overrides` reads as "not given".
+    return config.model_copy(update={"advbench_sample": None}) if advbench == "all" else config
 
 
 def print_summary(summary) -> None:  # summary: EvalSummary

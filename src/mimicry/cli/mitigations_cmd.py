@@ -137,22 +137,18 @@ def infer_handler(args: argparse.Namespace) -> int:
 
 
 def _mix_config(args: argparse.Namespace) -> MixConfig:
-    from mimicry.config import load_yaml_config
+    from mimicry.config import load_yaml_config, with_overrides
     from mimicry.mitigations.methods import MixConfig
 
     config = load_yaml_config(MixConfig, args.config) if args.config else MixConfig()
-    mimic = config.mimic
-    if args.placement:
-        config.placement = args.placement
-    if args.mode:
-        mimic.mode = args.mode
-    if args.variant:
-        mimic.variant = args.variant
-    if args.rewrite_backend:
-        mimic.rewrite.backend = args.rewrite_backend
-    if args.rewrite_model:
-        mimic.rewrite.model = args.rewrite_model
-    return config
+    flags = {
+        "placement": args.placement,
+        "mimic.mode": args.mode,
+        "mimic.variant": args.variant,
+        "mimic.rewrite.backend": args.rewrite_backend,
+        "mimic.rewrite.model": args.rewrite_model,
+    }
+    return with_overrides(config, flags)
 
 
 def mix_handler(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def train_handler(args: argparse.Namespace) -> int:
-    from mimicry.config import load_yaml_config, validate_config
+    from mimicry.config import load_yaml_config, with_overrides
     from mimicry.console import out
     from mimicry.errors import MimicryError
     from mimicry.records import load_conversations
@@ -52,15 +52,14 @@ def train_handler(args: argparse.Namespace) -> int:
             "train needs a dataset and a run directory: mimicry train DATA.jsonl --model M --out-dir RUN"
         )
     config = load_yaml_config(SFTConfig, args.config) if args.config else SFTConfig()
-    overrides = {
+    flags = {
         "method": adapter,
         "epochs": args.epochs,
         "max_steps": args.max_steps,
         "learning_rate": args.learning_rate,
         "precision": args.precision,
     }
-    merged = config.model_dump() | {k: v for k, v in overrides.items() if v is not None}
-    config = validate_config(SFTConfig, merged, "command-line options")
+    config = with_overrides(config, flags)
     conversations = load_conversations(data, strict=args.strict)
     result = train_sft(args.model, conversations, out_dir, config, resume=not args.no_resume)
     if not result.run_card:
