@@ -51,6 +51,7 @@ def _verdicts(eval_dir: Path, judge: str) -> dict[tuple[str, str, str, str], str
 def _reader_verdicts(eval_dir: Path, labels: dict[str, tuple[str, str]]) -> dict[tuple[str, str, str, str], str]:
     """Reader labels of an evaluation's stored replies, matched by the exported id
     (`model/presentation/item_id`) and by the reply's text, so a label never lands on another reply."""
+    from mimicry.evaluation.labelled import reply_id
     from mimicry.evaluation.store import RecordStore
 
     path = eval_dir / "generations.jsonl"
@@ -58,7 +59,7 @@ def _reader_verdicts(eval_dir: Path, labels: dict[str, tuple[str, str]]) -> dict
         raise MimicryError(f"{eval_dir} holds no generations.jsonl: name an evaluation directory (its eval/ folder)")
     out: dict[tuple[str, str, str, str], str] = {}
     for g in RecordStore(path).records():
-        found = labels.get(f"{g['model']}/{g['presentation']}/{g['item_id']}")
+        found = labels.get(reply_id(g))
         if found and found[1] == g["response"]:
             out[(g["suite"], g["set"], g["presentation"], g["item_id"])] = found[0]
     if not out:

@@ -161,6 +161,11 @@ def validate_labelled(
     return "\n".join(lines), overall
 
 
+def reply_id(generation: dict) -> str:
+    """The stable id of a stored reply in label files: model, presentation, prompt item."""
+    return f"{generation['model']}/{generation['presentation']}/{generation['item_id']}"
+
+
 def export_for_labelling(eval_dirs: Sequence[str | Path], strategy: str | None = None) -> list[LabelledReply]:
     """Every stored harm and over-refusal reply of the evaluation directories, without labels, for
     a reader to label (ids are stable: set, item, presentation, model)."""
@@ -176,7 +181,7 @@ def export_for_labelling(eval_dirs: Sequence[str | Path], strategy: str | None =
                 continue
             rows.append(
                 LabelledReply(
-                    id=f"{g['model']}/{g['presentation']}/{g['item_id']}",
+                    id=reply_id(g),
                     prompt=g["prompt"],
                     response=g["response"],
                     model=g["model"],
