@@ -479,32 +479,20 @@ def task_suite(ctx: EvalContext) -> list[MetricRow]:
         score_answer(spec.metric, rec["response"], ex, spec.labels)
         for rec, ex in zip(records.values(), examples, strict=True)
     ]
-    values = [s.value for s in scores]
     unparsed = sum(s.parsed is None for s in scores)
-    low, high = bootstrap_ci(values, seed=ctx.config.seed)
-    rows = [
-        MetricRow(
-            suite="task",
-            metric=spec.metric,
-            set=spec.name,
-            presentation=strategy.name,
-            value=mean(values),
-            ci_low=low,
-            ci_high=high,
-            n=len(values),
-            unparsed=unparsed,
-        )
-    ]
+    metrics = {spec.metric: [s.value for s in scores]}
     for extra in sorted({k for s in scores for k in s.extra}):
-        extra_values = [s.extra.get(extra, 0.0) for s in scores]
-        low, high = bootstrap_ci(extra_values, seed=ctx.config.seed)
+        metrics[extra] = [s.extra.get(extra, 0.0) for s in scores]
+    rows = []
+    for metric, values in metrics.items():
+        low, high = bootstrap_ci(values, seed=ctx.config.seed)
         rows.append(
             MetricRow(
                 suite="task",
-                metric=extra,
+                metric=metric,
                 set=spec.name,
                 presentation=strategy.name,
-                value=mean(extra_values),
+                value=mean(values),
                 ci_low=low,
                 ci_high=high,
                 n=len(values),

@@ -111,20 +111,14 @@ def _callback(ctx: JobContext) -> Any:
         """Losses to events, saves to checkpoints, and a stop when the job is cancelled or taken."""
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-            if logs and "eval_loss" in logs:
-                loss = float(logs["eval_loss"])
-                ctx.event(
-                    f"Step {state.global_step}/{state.max_steps}: validation loss={loss:.4f}",
-                    type="metrics",
-                    data={"step": state.global_step, "total_steps": state.max_steps, "valid_loss": loss},
-                )
-            if logs and "loss" in logs:
-                loss = float(logs["loss"])
-                ctx.event(
-                    f"Step {state.global_step}/{state.max_steps}: training loss={loss:.4f}",
-                    type="metrics",
-                    data={"step": state.global_step, "total_steps": state.max_steps, "train_loss": loss},
-                )
+            for key, name, field in (("eval_loss", "validation", "valid_loss"), ("loss", "training", "train_loss")):
+                if logs and key in logs:
+                    loss = float(logs[key])
+                    ctx.event(
+                        f"Step {state.global_step}/{state.max_steps}: {name} loss={loss:.4f}",
+                        type="metrics",
+                        data={"step": state.global_step, "total_steps": state.max_steps, field: loss},
+                    )
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             losses = [e["loss"] for e in state.log_history if "loss" in e]
