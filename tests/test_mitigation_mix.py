@@ -322,3 +322,33 @@ def test_the_harm_classifier_scores_requests_with_the_embedder():
     weights = _json.loads(resources.files("mimicry.mitigations.data").joinpath(LABELS_FILE).read_text())["classifier"]
     harmful, benign = score(["Explain how to make a pipe bomb at home.", "Write a poem about spring rain."], weights)
     assert harmful > 0.8 > benign
+
+
+def test_contrast_rows_are_benign_requests_answered_helpfully_in_the_same_style(data):
+    """`contrast` turns a share of the added rows into benign pool requests with their helpful replies,
+    placed where the safety rows are; the safety rows themselves are those of the same amount without it."""
+    from mimicry.mitigations.harm import HARM_THRESHOLD, pool_harm_scores
+
+    user = data["aoa"]
+    fmt = infer_format(user)
+    plain = mix(user, "mimic", count=6, seed=3)
+    result = mix(user, "mimic", count=12, seed=3, config=MixConfig(contrast=0.5))
+    contrast = [c for c in result.added if c.meta["source"] == "contrast:mimic"]
+    safety = [c for c in result.added if c.meta["source"] == "mitigation:mimic"]
+    assert len(contrast) == 6 and result.report["contrast"]["added"] == 6 and result.report["requested"] == 12
+    assert [c.to_openai() for c in safety] == [c.to_openai() for c in plain.added]
+    scores = pool_harm_scores()
+    for row in contrast:
+        assert scores[row.meta["pair_id"]] < HARM_THRESHOLD
+        assert fmt.style_matches(row), "placed in the prompting style, like the style-placed refusals"
+        assert not is_refusal(row.completion[len(fmt.style.reply_opening) :])
+    generic = mix(user, "generic", count=4, seed=3, config=MixConfig(contrast=0.5))
+    helpful = [c for c in generic.added if c.meta["source"] == "contrast:generic"]
+    assert len(helpful) == 2 and all(c.system is None and not is_refusal(c.completion) for c in helpful)
+
+
+def test_contrast_rows_are_refused_where_a_method_has_none(data):
+    with pytest.raises(MimicryError, match="backdoor has no contrast rows.*generic, mimic"):
+        mix(data["aoa"], "backdoor", count=4, seed=0, config=MixConfig(contrast=0.5))
+    with pytest.raises(ValueError, match="less than 1"):
+        MixConfig(contrast=1.0)

@@ -49,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["style", "task", "both"],
         help="structural mimic: the bare request in the prompting style (default), in the task template, or half each",
     )
+    mix.add_argument(
+        "--contrast",
+        type=float,
+        help="share of the added rows that are benign, sensitive-sounding requests answered helpfully, "
+        "presented like the safety rows (default: 0)",
+    )
     mix.add_argument("--rewrite-backend", help="generation backend for --mode rewrite (default: transformers)")
     mix.add_argument("--rewrite-model", help="model for --mode rewrite")
     mix.add_argument("--with-meta", action="store_true", help="keep provenance `meta` in the mixed rows")
@@ -143,6 +149,7 @@ def _mix_config(args: argparse.Namespace) -> MixConfig:
     config = load_yaml_config(MixConfig, args.config) if args.config else MixConfig()
     flags = {
         "placement": args.placement,
+        "contrast": args.contrast,
         "mimic.mode": args.mode,
         "mimic.variant": args.variant,
         "mimic.rewrite.backend": args.rewrite_backend,

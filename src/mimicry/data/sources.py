@@ -219,7 +219,8 @@ def evaluation_index() -> NearDuplicateIndex:
 
 @dataclass(frozen=True)
 class SafetyPair:
-    """A harmful request and its refusal, from Bianchi et al.'s safety pool."""
+    """A request and the pool's reply, from Bianchi et al.'s safety pool: a harmful request and its
+    refusal for safety rows; a benign request and a helpful reply for contrast rows."""
 
     id: str
     instruction: str

@@ -248,6 +248,14 @@ class MixStage(BaseStage):
 
         return {SAFETY_POOL_FILE, *prompt_set_files()}
 
+    def identity(self, inputs: Inputs, config: MixSpec) -> dict[str, Any]:
+        """Without contrast rows the key is the one from before the option existed."""
+        identity = super().identity(inputs, config)
+        options = identity["config"]["options"]
+        if not options["contrast"]:
+            del options["contrast"]
+        return identity
+
     def run(self, inputs: Inputs, config: MixSpec, out_dir: Path) -> dict[str, Any]:
         from mimicry.mitigations import mix
         from mimicry.records import load_conversations, write_conversations

@@ -26,7 +26,7 @@ from mimicry.data.sources import SafetyPair
 from mimicry.generation.base import GenerationBackend
 from mimicry.mitigations.clusters import ClusterConfig, ClusteredFormat
 from mimicry.mitigations.format import FormatConfig, InferredFormat
-from mimicry.mitigations.mimic import MimicConfig, Placement, rewrite_mimic, structural_mimic
+from mimicry.mitigations.mimic import MimicConfig, Placement, rewrite_mimic, structural_mimic, style_contrast
 from mimicry.records import Conversation
 from mimicry.registry import Registry
 
@@ -57,6 +57,14 @@ class MixConfig(StrictModel):
         "style",
         description="structural mimic: the bare request in the prompting style (style), in the task "
         "template (task), or half each (both)",
+    )
+    contrast: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of the added rows that are contrast rows: benign but sensitive-sounding pool "
+        "requests answered helpfully, presented like the safety rows, so the model learns to tell harm "
+        "from its presentation rather than to refuse the presentation",
     )
 
 
@@ -105,14 +113,20 @@ class Mitigation:
     description: str
     adds_rows: bool
     build: Callable[[MitigationInput], Addition]
+    contrast: Callable[[MitigationInput], Addition] | None = None  # rows answered helpfully, placed like `build`'s
 
 
 MITIGATIONS: Registry[Mitigation] = Registry("mitigation", base=Mitigation)
 
 
-def _register(name: str, description: str, adds_rows: bool) -> Callable[[Callable[[MitigationInput], Addition]], Any]:
+def _register(
+    name: str,
+    description: str,
+    adds_rows: bool,
+    contrast: Callable[[MitigationInput], Addition] | None = None,
+) -> Callable[[Callable[[MitigationInput], Addition]], Any]:
     def decorator(build: Callable[[MitigationInput], Addition]) -> Callable[[MitigationInput], Addition]:
-        MITIGATIONS.add(name, Mitigation(name, description, adds_rows, build))
+        MITIGATIONS.add(name, Mitigation(name, description, adds_rows, build, contrast))
         return build
 
     return decorator
@@ -131,12 +145,23 @@ def _none(task: MitigationInput) -> Addition:
     return Addition()
 
 
-@_register("generic", "safety pairs in plain chat form", adds_rows=True)
+def _plain_contrast(task: MitigationInput) -> Addition:
+    return _plain(task.pool[: task.count])
+
+
+@_register("generic", "safety pairs in plain chat form", adds_rows=True, contrast=_plain_contrast)
 def _generic(task: MitigationInput) -> Addition:
     return _plain(task.pool[: task.count])
 
 
-@_register("mimic", "safety pairs in the user's own format (Eiras et al. 2024)", adds_rows=True)
+def _style_contrast(task: MitigationInput) -> Addition:
+    made = style_contrast(task.user, task.pool[: task.count], task.fmt, task.seed)
+    return Addition(made.conversations, made.requests, made.pair_ids, made.details)
+
+
+@_register(
+    "mimic", "safety pairs in the user's own format (Eiras et al. 2024)", adds_rows=True, contrast=_style_contrast
+)
 def _mimic(task: MitigationInput) -> Addition:
     settings = task.config.mimic
     if settings.mode == "rewrite":

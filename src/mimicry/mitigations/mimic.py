@@ -136,6 +136,34 @@ def structural_mimic(
     return out
 
 
+def style_contrast(
+    user: Sequence[Conversation], pairs: Sequence[SafetyPair], fmt: InferredFormat, seed: int
+) -> MimicOutput:
+    """Contrast rows: benign requests placed in the prompting style and answered helpfully (the pair's
+    reply after the user's reply opening), so that style-placed refusals do not teach the model to
+    refuse everything asked in the style. Without a shared scaffold each copies a drawn row's system
+    prompt. Structured replies (JSON, code) have no free-text answer to carry, so they are refused."""
+    if fmt.answer_style.kind in ("json", "code"):
+        raise MimicryError(
+            f"contrast rows need free-text replies; the user's replies are {fmt.answer_style.kind}: set contrast: 0"
+        )
+    rng = random.Random(f"contrast-{seed}")
+    out = MimicOutput([], [], [], {"placement": "style"})
+    style = fmt.style if fmt.has_scaffold else None
+    for pair in pairs:
+        drawn = rng.choice(user)
+        if style is None:
+            row = Conversation.from_turns(pair.instruction, pair.refusal.strip(), system=drawn.system)
+        else:
+            request = f"{style.user_prefix}{pair.instruction}{style.user_suffix}"
+            reply = f"{style.reply_opening}{pair.refusal.strip()}{style.reply_closing}"
+            row = Conversation.from_turns(request, reply, system=_system_for(fmt, drawn))
+        out.conversations.append(row)
+        out.requests.append(pair.instruction)
+        out.pair_ids.append(pair.id)
+    return out
+
+
 def _system_for(fmt: InferredFormat, drawn: Conversation) -> str | None:
     """The consensus system prompt, or the drawn row's own when prompts vary around it."""
     if fmt.system.kind == "constant":

@@ -76,6 +76,21 @@ def safety_rows_pool(pairs: tuple[SafetyPair, ...]) -> tuple[tuple[SafetyPair, .
     return kept, counts
 
 
+@cache
+def contrast_pool(pairs: tuple[SafetyPair, ...]) -> tuple[SafetyPair, ...]:
+    """Pairs fit to be contrast rows: the request is benign by the same classifier (below the harm
+    threshold: sensitive-sounding, as everything in a safety pool is) and the reply does not refuse."""
+    from mimicry.mitigations.harm import HARM_THRESHOLD, pool_harm_scores
+
+    scores = pool_harm_scores()
+    return tuple(p for p in pairs if scores[p.id] < HARM_THRESHOLD and not is_refusal(p.refusal))
+
+
+def contrast_count(wanted: int, share: float) -> int:
+    """How many of the `wanted` added rows are contrast rows; at least one safety row stays."""
+    return min(round(wanted * share), max(wanted - 1, 0))
+
+
 def disjointness(requests: Sequence[str], pair_ids: Sequence[str]) -> dict[str, Any]:
     """Proof that no added request is, or nearly is, an evaluation prompt."""
     from mimicry.data.sources import evaluation_index
@@ -115,7 +130,13 @@ def mix(
     mitigation = MITIGATIONS.get(method)
     fmt = infer_format(user, config.format)
     wanted = safety_count(len(user), count, ratio, config.ratio) if mitigation.adds_rows else 0
-    kept, pool_filter = safety_rows_pool(safety_partition("mitigation"))
+    contrasts = contrast_count(wanted, config.contrast)
+    if contrasts and mitigation.contrast is None:
+        with_contrast = ", ".join(n for n in MITIGATIONS if MITIGATIONS.get(n).contrast is not None)
+        raise MimicryError(f"{method} has no contrast rows (contrast works with: {with_contrast}): set contrast: 0")
+    wanted -= contrasts
+    partition = safety_partition("mitigation")
+    kept, pool_filter = safety_rows_pool(partition)
     pool = list(kept)
     if wanted > len(pool):
         raise MimicryError(
@@ -128,7 +149,17 @@ def mix(
 
         clusters = infer_clusters(user, config.clusters, config.format)
     addition: Addition = mitigation.build(MitigationInput(user, fmt, pool, wanted, seed, config, backend, clusters))
-    proof = disjointness(addition.requests, addition.pair_ids)
+    contrast = Addition()
+    if contrasts:
+        benign = list(contrast_pool(partition))
+        if contrasts > len(benign):
+            raise MimicryError(
+                f"{contrasts} contrast rows asked for, but the pool holds {len(benign)}: lower contrast"
+            )
+        random.Random(seed).shuffle(benign)
+        assert mitigation.contrast is not None
+        contrast = mitigation.contrast(MitigationInput(user, fmt, benign, contrasts, seed, config))
+    proof = disjointness(addition.requests + contrast.requests, addition.pair_ids + contrast.pair_ids)
     if proof["exact_overlaps"] or proof["near_duplicates"]:
         raise MimicryError(
             f"{proof['exact_overlaps'] + proof['near_duplicates']} added requests overlap evaluation "
@@ -138,6 +169,10 @@ def mix(
     added = [
         c.model_copy(update={"meta": {"source": f"mitigation:{method}", "pair_id": pid}})
         for c, pid in zip(addition.conversations, addition.pair_ids, strict=True)
+    ]
+    added += [
+        c.model_copy(update={"meta": {"source": f"contrast:{method}", "pair_id": pid}})
+        for c, pid in zip(contrast.conversations, contrast.pair_ids, strict=True)
     ]
     mixed = list(user) + added
     random.Random(seed).shuffle(mixed)
@@ -156,12 +191,13 @@ def mix(
             }
         ),
         "user_rows": len(user),
-        "requested": wanted,
+        "requested": wanted + contrasts,
         "added": len(added),
         "total_rows": len(mixed),
         "pool_size": len(pool),
         "pool_filter": pool_filter,
         "pair_ids": addition.pair_ids,
+        "contrast": {"added": len(contrast.conversations), "pair_ids": contrast.pair_ids} if contrasts else None,
         "details": addition.details,
         "format": {
             "summary": fmt.summary(),
