@@ -69,16 +69,22 @@ def print_estimate(estimate: Any) -> None:
     from mimicry.console import out
 
     table = Table(title="estimated cost on this machine (alignment not estimated)")
-    for column in ("stage", "to run", "cached", "tokens", "estimate"):
-        table.add_column(column, justify="left" if column == "stage" else "right")
+    for column in ("stage", "to run", "cached", "tokens", "estimate", "rate from"):
+        table.add_column(column, justify="left" if column in ("stage", "rate from") else "right")
     for stage, row in estimate.by_stage().items():
-        table.add_row(stage, str(row["to_run"]), str(row["cached"]), f"{row['tokens']:,}", duration(row["seconds"]))
-    table.add_row("total", "", "", "", duration(estimate.seconds), style="bold")
+        sources = ", ".join(row["sources"]) or "-"
+        table.add_row(
+            stage, str(row["to_run"]), str(row["cached"]), f"{row['tokens']:,}", duration(row["seconds"]), sources
+        )
+    table.add_row("total", "", "", "", duration(estimate.seconds), "", style="bold")
     out.print(table)
-    for rates in estimate.rates.values():
+    for rate in estimate.rates.values():
+        unit = "tokens/s" if rate.stage == "train" else "decoded tokens/s (budget; prefill and judging included)"
+        check = ""
+        if rate.check:
+            check = f"; each artifact predicted from the others: estimate/measured {', '.join(map(str, rate.check))}"
         out.print(
-            f"rates of {rates.model} ({rates.method}, {rates.precision}): "
-            f"train {rates.train_tokens_per_s:.0f} tokens/s, generate {rates.generate_tokens_per_s:.0f} tokens/s",
+            f"{rate.stage} rate of {rate.model} ({rate.setting}): {rate.tokens_per_s:.1f} {unit}, {rate.source}{check}",
             highlight=False,
             soft_wrap=True,
         )

@@ -2,17 +2,29 @@
 
 Work: a train stage processes rows x epochs x the mean tokens per row of its mixed data (the dry run
 builds and mixes it, so the count is exact up to truncation at `max_length`); an evaluate stage
-generates (prompts per set x sets x presentations x `max_new_tokens`) plus (task items x
-`task_max_new_tokens`) tokens and prefills their prompts. Rates: a tiny timed probe per model,
-training method and precision (a few optimizer steps, one batched generation), cached under
-`MIMICRY_HOME/hardware/` beside the precision probe. Finished artifacts cost 0. The alignment stage
-is not estimated (its recipe mixes generation and training; it runs once per model and is cached).
+decodes (prompts per set x sets x presentations x `max_new_tokens`) plus (task items x
+`task_max_new_tokens`) tokens at most (its decode budget) and prefills their prompts.
+
+Rates, per model, stage kind and setting (train: method and precision; evaluate: backend, precision
+and batch size; the adapter is merged before generation, so the method does not matter there):
+1. measured by finished artifacts of this machine, when there are any: every train and evaluate
+   artifact records its wall time, its work (trained tokens; prompts, decode budget, prefilled and
+   generated tokens) and the machine (`hardware.machine_key`: CPU model, flags and torch), and the
+   rate is their pooled work / wall time, so model loading, checkpointing, judging and the load the
+   machine ran under are in it. Artifacts made before the machine was recorded count as this
+   machine's (they live in its store); resumed ones do not count (their wall time misses the
+   killed attempt).
+2. otherwise a tiny timed probe per model, training method and precision (a few optimizer steps,
+   one batched generation), cached under `MIMICRY_HOME/hardware/` beside the precision probe.
+Finished artifacts cost 0. The alignment stage is not estimated (its recipe mixes generation and
+training; it runs once per model and is cached).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,16 +34,19 @@ from pydantic import BaseModel
 from mimicry.errors import MimicryError
 from mimicry.experiments.grid import Cell
 from mimicry.experiments.stages import STAGES
-from mimicry.experiments.store import Artifact
+from mimicry.experiments.store import Artifact, ArtifactStore
 from mimicry.records import atomic_write_text
 
 PROBE_TRAIN = (4, 128, 3)  # batch, sequence length, timed optimizer steps (after one warm-up)
 PROBE_GENERATE = (16, 16)  # prompt tokens, new tokens; the batch is the grid's evaluation batch size
 FORWARD_SHARE = 1 / 3  # a forward pass is about a third of a training step's FLOPs: prefill rate = 3 x train rate
+PROBE = "probe"
+EVAL_DIR = "eval"  # where the evaluate stage keeps its records, inside the artifact
+RateKey = tuple[Any, ...]  # ("train", model, method, precision) | ("evaluate", model, backend, precision, batch)
 
 
 class Rates(BaseModel):
-    """Measured throughput of one model, training method and precision on this machine."""
+    """The probe's measured throughput of one model, training method and precision on this machine."""
 
     model: str
     method: str
@@ -42,43 +57,207 @@ class Rates(BaseModel):
     generate_tokens_per_s: float  # at the probe's batch size, prefill of a short prompt included
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One finished artifact's work and wall time, under the rate it calibrates."""
+
+    rate: RateKey
+    artifact: str
+    tokens: int  # trained tokens, or the evaluation's decode budget
+    seconds: float
+
+
+@dataclass
+class Rate:
+    """A stage kind's throughput for one model and setting, and where it came from."""
+
+    key: RateKey
+    tokens_per_s: float
+    source: str  # "measured by N artifacts" or "probe"
+    # Leave-one-out check of a measured rate: each artifact's time predicted from the others, / its measured time.
+    check: list[float] = field(default_factory=list)
+
+    @property
+    def stage(self) -> str:
+        return self.key[0]
+
+    @property
+    def model(self) -> str:
+        return self.key[1]
+
+    @property
+    def setting(self) -> str:
+        if self.stage == "train":
+            return f"{self.key[2]}, {self.key[3]}"
+        return f"{self.key[2]} {self.key[3]}, batch {self.key[4]}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "model": self.model,
+            "setting": self.setting,
+            "tokens_per_s": round(self.tokens_per_s, 2),
+            "source": self.source,
+            "leave_one_out_estimate_over_measured": self.check,
+        }
+
+
 @dataclass
 class StageEstimate:
     cell: str
     stage: str
     cached: bool
-    tokens: int = 0  # training tokens, or generated tokens
+    tokens: int = 0  # training tokens, or generated tokens (the decode budget)
     prompt_tokens: int = 0
     seconds: float = 0.0
+    source: str = ""  # of the rate behind `seconds`; empty when cached
 
 
 @dataclass
 class GridEstimate:
     stages: list[StageEstimate] = field(default_factory=list)
-    rates: dict[str, Rates] = field(default_factory=dict)
+    rates: dict[RateKey, Rate] = field(default_factory=dict)
+    probes: dict[str, Rates] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # model -> why its cells are not estimated
 
     @property
     def seconds(self) -> float:
         return sum(s.seconds for s in self.stages)
 
-    def by_stage(self) -> dict[str, dict[str, float]]:
-        table: dict[str, dict[str, float]] = {}
+    def by_stage(self) -> dict[str, dict[str, Any]]:
+        table: dict[str, dict[str, Any]] = {}
         for s in sorted(self.stages, key=lambda s: s.stage != "train"):
-            row = table.setdefault(s.stage, {"to_run": 0, "cached": 0, "tokens": 0, "seconds": 0.0})
+            row = table.setdefault(s.stage, {"to_run": 0, "cached": 0, "tokens": 0, "seconds": 0.0, "sources": []})
             row["cached" if s.cached else "to_run"] += 1
             row["tokens"] += s.tokens
             row["seconds"] += s.seconds
+            if s.source and s.source not in row["sources"]:
+                row["sources"].append(s.source)
         return table
 
     def as_json(self) -> dict[str, Any]:
         return {
             "total_seconds": round(self.seconds, 1),
             "by_stage": {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in self.by_stage().items()},
-            "rates": {k: r.model_dump() for k, r in self.rates.items()},
+            "rates": [r.as_json() for r in self.rates.values()],
+            "probes": {k: r.model_dump() for k, r in self.probes.items()},
             "not_estimated": self.skipped,
             "stages": [vars(s) | {"seconds": round(s.seconds, 1)} for s in self.stages],
         }
+
+
+# -- rates measured by finished artifacts ---------------------------------------------------------
+
+
+def train_rate_key(model: str, method: str, precision: str) -> RateKey:
+    return ("train", model, method, precision)
+
+
+def eval_rate_key(model: str, generation: Mapping[str, Any], batch: int) -> RateKey:
+    """`generation` as it enters the evaluate key: local precision named only when not fp32 (`key_options`)."""
+    backend = generation["backend"]
+    precision = generation.get("options", {}).get("precision", "fp32") if backend == "transformers" else "-"
+    return ("evaluate", model, backend, precision, batch)
+
+
+def model_label(name: str) -> str:
+    """How a grid names a model in rate keys: a local directory by its resolved path, anything else as written."""
+    return str(Path(name).resolve()) if Path(name).is_dir() else name
+
+
+def input_model(store: ArtifactStore, identity: Any, depth: int = 0) -> str | None:
+    """The model an artifact's `model` input names, followed through the align and train artifacts it came from."""
+    if isinstance(identity, str):
+        return identity
+    if isinstance(identity, Mapping):
+        if "local_dir" in identity:
+            return str(identity["local_dir"])
+        if "stage" in identity and "key" in identity and depth < 4:
+            found = store.get(identity["stage"], identity["key"])
+            if found is not None:
+                return input_model(store, found.manifest.get("inputs", {}).get("model"), depth + 1)
+    return None
+
+
+def evaluation_work(eval_dir: Path, tokenizer: Any = None) -> dict[str, int]:
+    """What an evaluation generated: prompts and decode budget (the sum of their `max_new_tokens`: a
+    batch decodes until its longest reply ends, so the budget follows the compute better than the
+    replies' lengths); with a tokenizer, also the chat-templated prompt (prefill) and reply tokens."""
+    records: dict[str, dict[str, Any]] = {}
+    for line in (Path(eval_dir) / "generations.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records[record["key"]] = record  # the last record of a key wins, as in the record store
+    work = {
+        "prompts": len(records),
+        "generated_budget": sum(int(r["generation"]["max_new_tokens"]) for r in records.values()),
+    }
+    if tokenizer is not None and records:
+        prompts = [
+            tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True)
+            for r in records.values()
+        ]
+        replies = [r["response"] for r in records.values()]
+        work["prefill_tokens"] = sum(map(len, tokenizer(prompts, add_special_tokens=False).input_ids))
+        work["generated_tokens"] = sum(map(len, tokenizer(replies, add_special_tokens=False).input_ids))
+    return work
+
+
+def calibration_sample(store: ArtifactStore, artifact: Artifact, machine: str) -> Sample | None:
+    """The artifact's work and wall time, when it can calibrate this machine's rates."""
+    manifest = artifact.manifest
+    timings = manifest.get("timings") or {}
+    seconds = timings.get("seconds")
+    if not seconds or timings.get("resumed") or artifact.outputs.get("machine", machine) != machine:
+        return None
+    model = input_model(store, manifest.get("inputs", {}).get("model"))
+    config = manifest.get("config") or {}
+    if model is None:
+        return None
+    try:
+        if artifact.stage == "train":  # keyed configs name the precision only when bf16 (`legacy_key_config`)
+            key = train_rate_key(model, config["method"], config.get("precision", "fp32"))
+            tokens = int(artifact.outputs["tokens"])
+        else:
+            key = eval_rate_key(model, config["generation"], int(config["evaluation"]["batch_size"]))
+            work = artifact.outputs.get("work") or evaluation_work(artifact.dir / EVAL_DIR)
+            tokens = int(work["generated_budget"])
+    except (KeyError, TypeError, ValueError, OSError):
+        return None  # a manifest or record file from another version: it does not calibrate
+    return Sample(key, artifact.key, tokens, float(seconds)) if tokens > 0 else None
+
+
+def calibration_samples(store: ArtifactStore, machine: str) -> list[Sample]:
+    """Every finished train and evaluate artifact of the store that calibrates this machine's rates."""
+    samples = []
+    for stage in ("train", "evaluate"):
+        root = store.root / stage
+        for directory in sorted(root.iterdir()) if root.is_dir() else []:
+            artifact = None if directory.name.startswith(".") else store.get(stage, directory.name)
+            sample = calibration_sample(store, artifact, machine) if artifact else None
+            if sample is not None:
+                samples.append(sample)
+    return samples
+
+
+def measured_rates(samples: list[Sample]) -> dict[RateKey, Rate]:
+    """Pooled work / wall time per rate key, each with its leave-one-out check."""
+    grouped: dict[RateKey, list[Sample]] = {}
+    for sample in samples:
+        grouped.setdefault(sample.rate, []).append(sample)
+    rates = {}
+    for key, group in grouped.items():
+        tokens, seconds = sum(s.tokens for s in group), sum(s.seconds for s in group)
+        check = []
+        for s in group if len(group) > 1 else []:
+            others = (tokens - s.tokens) / (seconds - s.seconds)
+            check.append(round(s.tokens / others / s.seconds, 2))
+        source = f"measured by {len(group)} artifact{'s' if len(group) > 1 else ''}"
+        rates[key] = Rate(key, tokens / seconds, source, check)
+    return rates
+
+
+# -- rates from the probe --------------------------------------------------------------------------
 
 
 def rates_path(model: str, method: str, precision: str, batch: int) -> Path:
@@ -183,20 +362,40 @@ def eval_counts(grid: Any) -> tuple[int, int]:
 
 def estimate_grid(runner: Any, cells: list[Cell]) -> GridEstimate:
     """Per cell, the train and evaluate stages not yet finished, timed at this machine's measured rates."""
-    from mimicry.hardware import resolve_precision
+    from mimicry.generation.transformers_backend import key_options
+    from mimicry.hardware import machine_key, resolve_precision
     from mimicry.models.loading import load_tokenizer, resolve_model
 
     estimate = GridEstimate()
-    training = runner.grid.training
-    precision = resolve_precision(training.precision)
-    generated, prompts = eval_counts(runner.grid)
-    batch = runner.grid.evaluation.batch_size
+    grid = runner.grid
+    training = grid.training
+    train_precision = resolve_precision(training.precision)
+    generation = grid.generation.model_dump(mode="json")
+    if generation["backend"] == "transformers":
+        generation["options"] = key_options(generation["options"])
+    eval_precision = generation["options"].get("precision", "fp32")
+    generated, prompts = eval_counts(grid)
+    batch = grid.evaluation.batch_size
+    measured = measured_rates(calibration_samples(runner.store, machine_key()))
     tokenizers: dict[str, Any] = {}
+
+    def probe(name: str, precision: str) -> Rates:
+        key = f"{name} ({training.method}, {precision})"
+        if key not in estimate.probes:
+            estimate.probes[key] = model_rates(name, training.method, precision, batch)
+        return estimate.probes[key]
+
+    def rate(key: RateKey, name: str, precision: str, probed: str) -> Rate:
+        """The measured rate of `key`, or the probe's `probed` rate of the model at `precision`."""
+        if key not in estimate.rates:
+            estimate.rates[key] = measured.get(key) or Rate(key, getattr(probe(name, precision), probed), PROBE)
+        return estimate.rates[key]
+
     for cell in cells:
         name = cell.model.name
         if name in estimate.skipped:
             continue
-        if name not in estimate.rates:
+        if name not in tokenizers:
             try:
                 resolved = resolve_model(name)
             except MimicryError as err:
@@ -205,12 +404,11 @@ def estimate_grid(runner: Any, cells: list[Cell]) -> GridEstimate:
             if not Path(resolved).is_dir():  # a hub id: probing it would download the model
                 estimate.skipped[name] = "not on this machine (a hub id)"
                 continue
-            estimate.rates[name] = model_rates(name, training.method, precision, batch)
             tokenizers[name] = load_tokenizer(resolved)
-        rates, tokenizer = estimate.rates[name], tokenizers[name]
+        tokenizer, label = tokenizers[name], model_label(name)
         model: Artifact | str | None = name
         if cell.model.align:
-            key = STAGES.get("align").key({"model": name}, runner.grid.alignment)
+            key = STAGES.get("align").key({"model": name}, grid.alignment)
             model = runner.store.get("align", key)
         prompt_tokens = 0
         if cell.fine_tuned:
@@ -225,15 +423,22 @@ def estimate_grid(runner: Any, cells: list[Cell]) -> GridEstimate:
             if training.max_steps:  # the trainer stops at max_steps optimizer steps
                 examples = min(examples, training.max_steps * training.batch_size * training.grad_accum)
             tokens = round(examples * mean)
-            seconds = 0.0 if found else tokens / rates.train_tokens_per_s
-            estimate.stages.append(StageEstimate(cell.id, "train", bool(found), tokens, 0, seconds))
+            stage = StageEstimate(cell.id, "train", bool(found), tokens)
+            if not found:
+                key = train_rate_key(label, training.method, train_precision)
+                train = rate(key, name, train_precision, "train_tokens_per_s")
+                stage.seconds, stage.source = tokens / train.tokens_per_s, train.source
+            estimate.stages.append(stage)
             model = found
         cached = model is not None and runner.store.get("evaluate", eval_key(runner, cell, model)) is not None
-        seconds = 0.0
+        stage = StageEstimate(cell.id, "evaluate", cached, generated, prompt_tokens)
         if not cached:
-            seconds = generated / rates.generate_tokens_per_s
-            seconds += prompt_tokens * FORWARD_SHARE / rates.train_tokens_per_s
-        estimate.stages.append(StageEstimate(cell.id, "evaluate", cached, generated, prompt_tokens, seconds))
+            key = eval_rate_key(label, generation, batch)
+            evaluate = rate(key, name, eval_precision, "generate_tokens_per_s")
+            stage.seconds, stage.source = generated / evaluate.tokens_per_s, evaluate.source
+            if evaluate.source == PROBE:  # a measured rate has the prefill in it already
+                stage.seconds += prompt_tokens * FORWARD_SHARE / probe(name, eval_precision).train_tokens_per_s
+        estimate.stages.append(stage)
     return estimate
 
 
@@ -251,6 +456,9 @@ def write_timings(path: Path, estimate: GridEstimate | None, measured: list[dict
     rows = []
     for m in measured:
         guess = predicted.get((m["cell"], m["stage"]))
-        rows.append({**m, "estimated_seconds": round(guess.seconds, 1) if guess else None})
+        row = {**m, "estimated_seconds": round(guess.seconds, 1) if guess else None}
+        if guess and m.get("seconds"):
+            row.update(estimate_over_measured=round(guess.seconds / m["seconds"], 2), estimate_source=guess.source)
+        rows.append(row)
     record = {"estimate": estimate.as_json() if estimate else None, "stages": rows}
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")

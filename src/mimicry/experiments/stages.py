@@ -83,8 +83,11 @@ def materialize(store: ArtifactStore, stage: Stage, inputs: Inputs, config: Conf
                 raise
             warn(f"{stage.name}: the partial work in {work} cannot be resumed ({err}); starting afresh")
             work = store.begin(stage.name, key, resume=False)
+            resuming = False
             outputs = stage.run(inputs, config, work)
-        record = {**stage.identity(inputs, config), "outputs": outputs, "timings": watch.record()}
+        # A resumed stage's wall time misses the killed attempt's: the cost estimate does not calibrate on it.
+        timings = {**watch.record(), "resumed": resuming}
+        record = {**stage.identity(inputs, config), "outputs": outputs, "timings": timings}
         return store.commit(stage.name, key, work, record), False
 
 
@@ -300,8 +303,11 @@ class TrainStage(BaseStage):
         result = train_sft(
             model_input_ref(inputs["model"]), inputs["data"].path("data"), out_dir / "run", config, resume=True
         )
+        from mimicry.hardware import machine_key
+
         losses = [float(x) for x in result.losses]
         return {
+            "machine": machine_key(),  # where `timings` was measured: the cost estimate's rates are per machine
             "model": str(Path(result.model_path).resolve().relative_to(out_dir.resolve())),
             "tokens": int(result.tokens),
             "train_seconds": float(result.seconds),
@@ -339,7 +345,20 @@ class EvaluateStage(BaseStage):
         summary = evaluate(backend, config.suites, config.task, config.strategy, config.evaluation, out_dir / "eval")
         rows = [r.model_dump() for r in summary.rows]  # `MetricRow`s, read back by `result_rows`
         atomic_write_text(out_dir / "rows.json", json.dumps(rows, indent=2) + "\n")
-        return {"rows": "rows.json", "metrics": len(rows)}
+        return {"rows": "rows.json", "metrics": len(rows), **evaluation_cost(backend, out_dir / "eval")}
+
+
+def evaluation_cost(backend: Any, eval_dir: Path) -> dict[str, Any]:
+    """The evaluation's work and the machine it ran on, which the cost estimate calibrates its rates on."""
+    from mimicry.experiments.estimate import evaluation_work
+    from mimicry.hardware import machine_key
+
+    tokenizer = getattr(getattr(backend, "inner", backend), "tokenizer", None)  # local backends count tokens
+    try:
+        work = evaluation_work(eval_dir, tokenizer)
+    except Exception:  # noqa: BLE001 - a chat template that cannot render a record must not lose the evaluation
+        work = evaluation_work(eval_dir)
+    return {"work": work, "machine": machine_key()}
 
 
 for _stage in (AlignStage(), BuildStage(), MixStage(), TrainStage(), EvaluateStage()):
