@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_handler(args: argparse.Namespace) -> int:
     from mimicry.console import info, out
+    from mimicry.experiments.estimate import compare_timings
     from mimicry.experiments.grid import load_grid
     from mimicry.experiments.report import write_report
     from mimicry.experiments.runner import run_grid
@@ -57,6 +58,15 @@ def run_handler(args: argparse.Namespace) -> int:
             highlight=False,
             soft_wrap=True,
         )
+        compared = [t for t in compare_timings(outcome.estimate, outcome.timings) if "estimate_over_measured" in t]
+        if compared:
+            estimated, measured = sum(t["estimated_seconds"] for t in compared), sum(t["seconds"] for t in compared)
+            out.print(
+                f"the {len(compared)} train and evaluate stages it computed: estimated {duration(estimated)}, "
+                f"measured {duration(measured)} (estimate / measured {estimated / measured:.2f})",
+                highlight=False,
+                soft_wrap=True,
+            )
     if args.report:
         info(f"report: {write_report(run_dir)}")
     return 0

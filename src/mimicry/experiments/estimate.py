@@ -450,7 +450,7 @@ def eval_key(runner: Any, cell: Cell, model: Artifact | str) -> str:
     return STAGES.get("evaluate").key({"model": model}, runner.eval_spec(cell, system_prompt))
 
 
-def write_timings(path: Path, estimate: GridEstimate | None, measured: list[dict[str, Any]]) -> None:
+def compare_timings(estimate: GridEstimate | None, measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The run's measured stage times beside what the estimate said for them (per cell and stage)."""
     predicted = {(s.cell, s.stage): s for s in estimate.stages} if estimate else {}
     rows = []
@@ -460,5 +460,9 @@ def write_timings(path: Path, estimate: GridEstimate | None, measured: list[dict
         if guess and m.get("seconds"):
             row.update(estimate_over_measured=round(guess.seconds / m["seconds"], 2), estimate_source=guess.source)
         rows.append(row)
-    record = {"estimate": estimate.as_json() if estimate else None, "stages": rows}
+    return rows
+
+
+def write_timings(path: Path, estimate: GridEstimate | None, measured: list[dict[str, Any]]) -> None:
+    record = {"estimate": estimate.as_json() if estimate else None, "stages": compare_timings(estimate, measured)}
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")

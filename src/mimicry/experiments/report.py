@@ -444,6 +444,34 @@ class ReportBuilder:
             *notes,
         ]
 
+    def cost_lines(self) -> list[str]:
+        """The train and evaluate stages this run computed: measured wall time beside the estimate made before it."""
+        labels = {r.cell_id: f"{r.cell.model} {r.cell.strategy} / {r.cell.label}" for r in self.rows}
+        labels |= {r.cell_id: f"{labels[r.cell_id]} seed {r.cell.seed}" for r in self.rows if r.cell.seed is not None}
+        timings = self._read_json("timings.json")
+        rows = [t for t in timings.get("stages", []) if t.get("estimated_seconds") is not None and t.get("seconds")]
+        if not rows:
+            return [
+                "No train or evaluate stage was computed by the last run into this directory (all were reused).",
+                "",
+            ]
+        lines = [
+            "Wall time of each stage the last run computed, beside what the cost estimate said before the run "
+            "(`timings.json`).",
+            "",
+            "| cell | stage | measured (s) | estimated (s) | estimate / measured | rate from |",
+            "|---|---|---|---|---|---|",
+        ]
+        for t in rows:
+            ratio = t["estimated_seconds"] / t["seconds"]
+            lines.append(
+                f"| {labels.get(t['cell'], t['cell'])} | {t['stage']} | {t['seconds']:,.1f} | "
+                f"{t['estimated_seconds']:,.1f} | {ratio:.2f} | {t.get('estimate_source', '')} |"
+            )
+        measured, estimated = sum(t["seconds"] for t in rows), sum(t["estimated_seconds"] for t in rows)
+        lines.append(f"| **total** | | {measured:,.1f} | {estimated:,.1f} | {estimated / measured:.2f} | |")
+        return [*lines, ""]
+
     def provenance_lines(self) -> list[str]:
         p = self.provenance
         lines = [
@@ -487,6 +515,9 @@ class ReportBuilder:
             "## Results per cell",
             "",
             *self.cell_tables(),
+            "## Cost: estimate against measured",
+            "",
+            *self.cost_lines(),
             "## Provenance",
             "",
             *self.provenance_lines(),
