@@ -194,6 +194,38 @@ def test_cli_run_dry_run_and_report(
     assert (run_dir / "figures" / f"asr_{first_run.grid.models[0].display}_piqa.png").is_file()
 
 
+def test_the_report_compares_estimate_and_measured_and_a_new_seed_is_estimated_from_finished_stages(
+    first_run: FirstRun, shared_home: Path, tmp_path: Path
+) -> None:
+    """The first run was estimated by the probe (an empty store); its report shows each stage's measured time beside
+    that estimate (reruns that reused everything keep those rows). A new seed's stages are then estimated from the
+    rates the finished artifacts measured."""
+    timings = json.loads((first_run.run_dir / "timings.json").read_text())
+    computed = [t for t in timings["stages"] if t["stage"] in ("train", "evaluate")]
+    assert len(computed) == 6 and {t["estimate_source"] for t in computed} == {"probe"}
+    text = write_report(first_run.run_dir).read_text()
+    section = text.split("## Cost: estimate against measured")[1].split("## Provenance")[0]
+    train = next(t for t in computed if t["stage"] == "train")
+    ratio = train["estimated_seconds"] / train["seconds"]
+    assert f"| train | {train['seconds']:,.1f} | {train['estimated_seconds']:,.1f} | {ratio:.2f} | probe |" in section
+
+    grid = first_run.grid.model_copy(update={"seeds": [1], "baseline": False})
+    estimate = run_grid(grid, tmp_path / "seed1", dry_run=True, show_progress=False).estimate
+    assert estimate is not None and estimate.probes == {}
+    store = ArtifactStore(shared_home / "artifacts")
+    for stage, budget in (("train", "tokens"), ("evaluate", "work")):
+        # every finished artifact of the shared store calibrates, except those resumed after a kill
+        found = [store.get(stage, d.name) for d in (store.root / stage).iterdir() if not d.name.startswith(".")]
+        timed = [a for a in found if a is not None and not a.manifest["timings"]["resumed"]]
+        tokens = sum(a.outputs[budget] if stage == "train" else a.outputs[budget]["generated_budget"] for a in timed)
+        seconds = sum(a.manifest["timings"]["seconds"] for a in timed)
+        (rate,) = [r for r in estimate.rates.values() if r.stage == stage]
+        assert len(timed) >= 2 and rate.source == f"measured by {len(timed)} artifacts"
+        assert rate.tokens_per_s == pytest.approx(tokens / seconds) and len(rate.check) == len(timed)
+        stages = [s for s in estimate.stages if s.stage == stage and not s.cached]
+        assert stages and all(s.seconds == pytest.approx(s.tokens / rate.tokens_per_s) for s in stages)
+
+
 def test_cli_reports_a_typo_in_the_grid_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "grid.yaml"
     config.write_text(

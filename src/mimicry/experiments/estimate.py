@@ -464,5 +464,14 @@ def compare_timings(estimate: GridEstimate | None, measured: list[dict[str, Any]
 
 
 def write_timings(path: Path, estimate: GridEstimate | None, measured: list[dict[str, Any]]) -> None:
-    record = {"estimate": estimate.as_json() if estimate else None, "stages": compare_timings(estimate, measured)}
+    """This run's rows, after those of earlier runs into the directory for stages it did not compute (a rerun
+    that reuses everything keeps them); the estimate is this run's."""
+    rows = compare_timings(estimate, measured)
+    fresh = {(r["cell"], r["stage"]) for r in rows}
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))["stages"] if path.is_file() else []
+        earlier = [r for r in earlier if (r["cell"], r["stage"]) not in fresh]
+    except (ValueError, KeyError, TypeError):
+        earlier = []  # a damaged file: this run's rows only
+    record = {"estimate": estimate.as_json() if estimate else None, "stages": earlier + rows}
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")

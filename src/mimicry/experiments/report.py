@@ -445,19 +445,16 @@ class ReportBuilder:
         ]
 
     def cost_lines(self) -> list[str]:
-        """The train and evaluate stages this run computed: measured wall time beside the estimate made before it."""
+        """The train and evaluate stages the runs computed: measured wall time beside the estimate made before."""
         labels = {r.cell_id: f"{r.cell.model} {r.cell.strategy} / {r.cell.label}" for r in self.rows}
         labels |= {r.cell_id: f"{labels[r.cell_id]} seed {r.cell.seed}" for r in self.rows if r.cell.seed is not None}
         timings = self._read_json("timings.json")
         rows = [t for t in timings.get("stages", []) if t.get("estimated_seconds") is not None and t.get("seconds")]
         if not rows:
-            return [
-                "No train or evaluate stage was computed by the last run into this directory (all were reused).",
-                "",
-            ]
+            return ["The runs into this directory computed no train or evaluate stage (they reused them all).", ""]
         lines = [
-            "Wall time of each stage the last run computed, beside what the cost estimate said before the run "
-            "(`timings.json`).",
+            "Wall time of each stage the runs into this directory computed, beside what the cost estimate said "
+            "before the run (`timings.json`).",
             "",
             "| cell | stage | measured (s) | estimated (s) | estimate / measured | rate from |",
             "|---|---|---|---|---|---|",
