@@ -149,7 +149,7 @@ def test_the_estimate_uses_the_rates_this_machines_finished_artifacts_measured(
     assert stages["evaluate"].source == "measured by 1 artifact"
     assert stages["evaluate"].seconds == pytest.approx(stages["evaluate"].tokens / 10)
     (measured,) = [r for r in estimate.rates.values() if r.stage == "train"]
-    assert measured.check == [round(1000 / 150 / 10, 2), round(3000 / 100 / 20, 2)]  # each from the other alone
+    assert measured.check == {"t1": round(1000 / 150 / 10, 2), "t2": round(3000 / 100 / 20, 2)}  # from the other
 
     config = tmp_path / "grid.yaml"
     config.write_text(yaml.safe_dump(grid.model_dump(mode="json")))
@@ -157,3 +157,4 @@ def test_the_estimate_uses_the_rates_this_machines_finished_artifacts_measured(
     printed = " ".join(capsys.readouterr().out.split())
     assert "measured by 2 artifacts" in printed and "measured by 1 artifact" in printed
     assert "train rate of smollm2-135m (lora, fp32): 133.3 tokens/s, measured by 2 artifacts" in printed
+    assert "estimate/measured: t1 0.67, t2 1.5" in printed

@@ -92,7 +92,8 @@ def print_estimate(estimate: Any) -> None:
         unit = "tokens/s" if rate.stage == "train" else "decoded tokens/s (budget; prefill and judging included)"
         check = ""
         if rate.check:
-            check = f"; each artifact predicted from the others: estimate/measured {', '.join(map(str, rate.check))}"
+            ratios = ", ".join(f"{key[:8]} {ratio}" for key, ratio in rate.check.items())
+            check = f"; each artifact predicted from the others, estimate/measured: {ratios}"
         out.print(
             f"{rate.stage} rate of {rate.model} ({rate.setting}): {rate.tokens_per_s:.1f} {unit}, {rate.source}{check}",
             highlight=False,

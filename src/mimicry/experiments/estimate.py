@@ -74,8 +74,8 @@ class Rate:
     key: RateKey
     tokens_per_s: float
     source: str  # "measured by N artifacts" or "probe"
-    # Leave-one-out check of a measured rate: each artifact's time predicted from the others, / its measured time.
-    check: list[float] = field(default_factory=list)
+    # Leave-one-out check of a measured rate: artifact key -> its time predicted from the others / its measured time.
+    check: dict[str, float] = field(default_factory=dict)
 
     @property
     def stage(self) -> str:
@@ -248,10 +248,10 @@ def measured_rates(samples: list[Sample]) -> dict[RateKey, Rate]:
     rates = {}
     for key, group in grouped.items():
         tokens, seconds = sum(s.tokens for s in group), sum(s.seconds for s in group)
-        check = []
+        check = {}
         for s in group if len(group) > 1 else []:
             others = (tokens - s.tokens) / (seconds - s.seconds)
-            check.append(round(s.tokens / others / s.seconds, 2))
+            check[s.artifact] = round(s.tokens / others / s.seconds, 2)
         source = f"measured by {len(group)} artifact{'s' if len(group) > 1 else ''}"
         rates[key] = Rate(key, tokens / seconds, source, check)
     return rates
