@@ -78,7 +78,7 @@ def print_estimate(estimate: Any) -> None:
 
     from mimicry.console import out
 
-    table = Table(title="estimated cost on this machine (alignment not estimated)")
+    table = Table(title="estimated cost on this machine of the stages to run (alignment not estimated)")
     for column in ("stage", "to run", "cached", "tokens", "estimate", "rate from"):
         table.add_column(column, justify="left" if column in ("stage", "rate from") else "right")
     for stage, row in estimate.by_stage().items():

@@ -129,7 +129,7 @@ class GridEstimate:
         for s in sorted(self.stages, key=lambda s: s.stage != "train"):
             row = table.setdefault(s.stage, {"to_run": 0, "cached": 0, "tokens": 0, "seconds": 0.0, "sources": []})
             row["cached" if s.cached else "to_run"] += 1
-            row["tokens"] += s.tokens
+            row["tokens"] += 0 if s.cached else s.tokens  # the work left to do
             row["seconds"] += s.seconds
             if s.source and s.source not in row["sources"]:
                 row["sources"].append(s.source)
