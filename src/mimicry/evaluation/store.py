@@ -60,3 +60,27 @@ class RecordStore:
             os.fsync(fh.fileno())
         for r in batch:
             self._records[r["key"]] = r
+
+
+def evaluation_work(eval_dir: Path, tokenizer: Any = None) -> dict[str, int]:
+    """What an evaluation generated: prompts and decode budget (the sum of their `max_new_tokens`: a
+    batch decodes until its longest reply ends, so the budget follows the compute better than the
+    replies' lengths); with a tokenizer, also the chat-templated prompt (prefill) and reply tokens."""
+    records: dict[str, dict[str, Any]] = {}
+    for line in (Path(eval_dir) / "generations.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records[record["key"]] = record  # the last record of a key wins, as in the record store
+    work = {
+        "prompts": len(records),
+        "generated_budget": sum(int(r["generation"]["max_new_tokens"]) for r in records.values()),
+    }
+    if tokenizer is not None and records:
+        prompts = [
+            tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True)
+            for r in records.values()
+        ]
+        replies = [r["response"] for r in records.values()]
+        work["prefill_tokens"] = sum(map(len, tokenizer(prompts, add_special_tokens=False).input_ids))
+        work["generated_tokens"] = sum(map(len, tokenizer(replies, add_special_tokens=False).input_ids))
+    return work

@@ -32,8 +32,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from mimicry.errors import MimicryError
+from mimicry.evaluation.store import evaluation_work
 from mimicry.experiments.grid import Cell
-from mimicry.experiments.stages import STAGES
+from mimicry.experiments.stages import EVAL_DIR, STAGES
 from mimicry.experiments.store import Artifact, ArtifactStore
 from mimicry.records import atomic_write_text
 
@@ -41,7 +42,6 @@ PROBE_TRAIN = (4, 128, 3)  # batch, sequence length, timed optimizer steps (afte
 PROBE_GENERATE = (16, 16)  # prompt tokens, new tokens; the batch is the grid's evaluation batch size
 FORWARD_SHARE = 1 / 3  # a forward pass is about a third of a training step's FLOPs: prefill rate = 3 x train rate
 PROBE = "probe"
-EVAL_DIR = "eval"  # where the evaluate stage keeps its records, inside the artifact
 RateKey = tuple[Any, ...]  # ("train", model, method, precision) | ("evaluate", model, backend, precision, batch)
 
 
@@ -177,30 +177,6 @@ def input_model(store: ArtifactStore, identity: Any, depth: int = 0) -> str | No
             if found is not None:
                 return input_model(store, found.manifest.get("inputs", {}).get("model"), depth + 1)
     return None
-
-
-def evaluation_work(eval_dir: Path, tokenizer: Any = None) -> dict[str, int]:
-    """What an evaluation generated: prompts and decode budget (the sum of their `max_new_tokens`: a
-    batch decodes until its longest reply ends, so the budget follows the compute better than the
-    replies' lengths); with a tokenizer, also the chat-templated prompt (prefill) and reply tokens."""
-    records: dict[str, dict[str, Any]] = {}
-    for line in (Path(eval_dir) / "generations.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            records[record["key"]] = record  # the last record of a key wins, as in the record store
-    work = {
-        "prompts": len(records),
-        "generated_budget": sum(int(r["generation"]["max_new_tokens"]) for r in records.values()),
-    }
-    if tokenizer is not None and records:
-        prompts = [
-            tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True)
-            for r in records.values()
-        ]
-        replies = [r["response"] for r in records.values()]
-        work["prefill_tokens"] = sum(map(len, tokenizer(prompts, add_special_tokens=False).input_ids))
-        work["generated_tokens"] = sum(map(len, tokenizer(replies, add_special_tokens=False).input_ids))
-    return work
 
 
 def calibration_sample(store: ArtifactStore, artifact: Artifact, machine: str) -> Sample | None:

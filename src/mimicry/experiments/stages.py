@@ -36,6 +36,7 @@ Config = BaseModel | Mapping[str, Any]
 
 AOA_FILE = "safety/qi_aoa_train.json"
 CONTENT_OUTPUT = "content_sha256"  # an output naming the hash of the artifact's data file
+EVAL_DIR = "eval"  # where the evaluate stage keeps its generations and verdicts, inside the artifact
 
 
 @runtime_checkable
@@ -342,15 +343,15 @@ class EvaluateStage(BaseStage):
         generation = config.generation
         backend = get_backend(generation.backend, model_input_ref(inputs["model"]), **generation.options)
         backend = with_system_prompt(backend, config.inference_system_prompt)
-        summary = evaluate(backend, config.suites, config.task, config.strategy, config.evaluation, out_dir / "eval")
+        summary = evaluate(backend, config.suites, config.task, config.strategy, config.evaluation, out_dir / EVAL_DIR)
         rows = [r.model_dump() for r in summary.rows]  # `MetricRow`s, read back by `result_rows`
         atomic_write_text(out_dir / "rows.json", json.dumps(rows, indent=2) + "\n")
-        return {"rows": "rows.json", "metrics": len(rows), **evaluation_cost(backend, out_dir / "eval")}
+        return {"rows": "rows.json", "metrics": len(rows), **evaluation_cost(backend, out_dir / EVAL_DIR)}
 
 
 def evaluation_cost(backend: Any, eval_dir: Path) -> dict[str, Any]:
     """The evaluation's work and the machine it ran on, which the cost estimate calibrates its rates on."""
-    from mimicry.experiments.estimate import evaluation_work
+    from mimicry.evaluation.store import evaluation_work
     from mimicry.hardware import machine_key
 
     tokenizer = getattr(getattr(backend, "inner", backend), "tokenizer", None)  # local backends count tokens
