@@ -11,9 +11,12 @@ base model itself (self-distillation): those rows then pull the model back to wh
 the LoRA learns to refuse harm without drifting into refusing sensitive-sounding topics. Nothing
 that nearly duplicates an evaluation prompt is trained on.
 
-The merged model is saved under `models_dir()/<model>-aligned` (another recipe than the
-default: `<model>-aligned-<8 hex digits of its config>`, so recipes never overwrite each other)
-with its measured refusal rates (`alignment.json`), and registered under that name.
+`align` saves the merged model into the directory it is given, with its measured refusal rates
+(`alignment.json`); the grid's `align` stage (which `mimicry align` runs too) gives it its
+artifact, so the model is addressed by the stage's content key and found by its name,
+`<model>-aligned` (another recipe than the default: `<model>-aligned-<8 hex digits of its config>`),
+through `mimicry.models.aligned_models`. Models aligned before that lived in
+`models_dir()/<name>`; `legacy_aligned` finds them so that they are reused, not retrained.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from mimicry.records import Conversation, Message, atomic_write_text
 from mimicry.training.sft import SFTConfig, TrainResult, train_sft
 
 ALIGNMENT_FILE = "alignment.json"
+MODEL_DIR = "model"  # the merged model, inside the directory `align` is given
 SAFETY_SOURCE = "bianchi_safety"  # meta["source"] of the refusal rows
 
 
@@ -248,33 +252,28 @@ def _key_config(config: AlignConfig, precision: str = "fp32") -> dict[str, Any]:
     return {**dumped, "sft": legacy_key_config(dumped["sft"], precision)}
 
 
-def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> AlignResult:
-    """Train, merge, save and measure the aligned model; reuses a finished one with the same key."""
-    config = config or AlignConfig()
-    name = aligned_name(model, config)
-    target = models_dir() / name
-    precision = resolve_precision(config.sft.precision)
-    key = hash_obj({"model": model, "config": _key_config(config, precision)})
-    record_path = target / ALIGNMENT_FILE
-    if record_path.is_file():
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("key") == key:
-            info(f"reusing the aligned model in {target}")
-            _register(name, target)
-            return _result(name, target, record)
+def align(model: str, config: AlignConfig, out_dir: Path) -> AlignResult:
+    """Train, merge, save (to `out_dir/model`) and measure the aligned model.
 
+    The caller caches (the `align` stage: one artifact per recipe). `out_dir` also keeps the LoRA
+    run and the refusal generations, so a run killed in the middle resumes where it stopped.
+    """
+    name = aligned_name(model, config)
+    precision = resolve_precision(config.sft.precision)
     started = time.perf_counter()
     data = alignment_training_data(config)
     if config.benign_answers == "self":
         data = self_answered(model, data, config)
-    trained = train_sft(model, data, artifacts_dir() / "alignment" / key, config.sft)
+    trained = train_sft(model, data, out_dir / "train", config.sft)
     merged, tokenizer = _merge(trained)
+    target = out_dir / MODEL_DIR
     _save_model_dir(merged, tokenizer, target)
     train_minutes = (time.perf_counter() - started) / 60
-    measured = artifacts_dir() / "alignment" / key / "refusal-eval"
-    rates, counts = measure_refusal_rates(name, config.evaluation, measured, merged, tokenizer, precision)
+    rates, counts = measure_refusal_rates(
+        name, config.evaluation, out_dir / "refusal-eval", merged, tokenizer, precision
+    )
     record = {
-        "key": key,
+        "model_name": name,
         "base_model": model,
         "config": config.model_dump(mode="json"),
         "training_examples": len(data),
@@ -286,9 +285,24 @@ def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> Ali
         "max_new_tokens": config.evaluation.max_new_tokens,
         "run_card": trained.run_card,
     }
-    atomic_write_text(record_path, canonical_json(record))
-    _register(name, target)
+    atomic_write_text(out_dir / ALIGNMENT_FILE, canonical_json(record))
     return _result(name, target, record)
+
+
+def legacy_aligned(model: str, config: AlignConfig) -> AlignResult | None:
+    """This recipe's model as `align` saved it before it lived in its artifact, or None.
+
+    That model sits in `models_dir()/<name>` with its own key in `alignment.json`; a key that
+    matches means the same base, recipe and precision, so the model is reused, never retrained.
+    """
+    name = aligned_name(model, config)
+    target = models_dir() / name
+    record_path = target / ALIGNMENT_FILE
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    key = hash_obj({"model": model, "config": _key_config(config, resolve_precision(config.sft.precision))})
+    return _result(name, target, record) if record.get("key") == key else None
 
 
 def _result(name: str, target: Path, record: dict[str, Any]) -> AlignResult:
@@ -322,9 +336,3 @@ def _save_model_dir(model: Any, tokenizer: Any, target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
-
-
-def _register(name: str, target: Path) -> None:
-    from mimicry.models import register_local_model
-
-    register_local_model(name, target)

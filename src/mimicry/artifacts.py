@@ -4,7 +4,9 @@ A stage works in `<stage>/.partial-<key>/`, writes its files, then `manifest.jso
 directory is renamed to `<stage>/<key>/`. A killed run therefore leaves either a finished
 artifact (reused by the next run) or a partial directory: resumable stages (training,
 evaluation) continue from what it holds, the others start it afresh. A per-key file lock keeps
-two processes from computing the same artifact at once.
+two processes from computing the same artifact at once. The store sits in the foundation layer
+so that every package caches through it (the grid's stages, the self-answers of alignment) and the
+models package can find aligned models by name in it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ class ArtifactStore:
         if not manifest.is_file():
             return None
         return Artifact(stage, key, directory, json.loads(manifest.read_text(encoding="utf-8")))
+
+    def finished(self, stage: str) -> list[Artifact]:
+        """Every finished artifact of a stage, oldest first (read-only: nothing is locked or written)."""
+        directory = self.root / stage
+        found = [self.get(stage, d.name) for d in sorted(directory.iterdir())] if directory.is_dir() else []
+        return sorted(
+            (a for a in found if a is not None), key=lambda a: a.manifest.get("timings", {}).get("finished", 0)
+        )
 
     @contextmanager
     def lock(self, stage: str, key: str) -> Iterator[None]:
