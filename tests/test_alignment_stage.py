@@ -70,7 +70,7 @@ def test_align_keeps_the_merged_model_in_its_artifact_and_it_resolves_by_name_un
     assert record["prompts"] == {"harmful_questions": 3, "xstest_safe": 3} and record["max_new_tokens"] == 4
     # measured by `evaluate`, as the grid measures: the keyword reply judge on the stored replies
     replies: dict[str, list[str]] = {}
-    for row in RecordStore(artifact.dir / "refusal-eval" / "generations.jsonl").records():
+    for row in RecordStore(artifact.dir / "run" / "refusal-eval" / "generations.jsonl").records():
         assert row["presentation"] == "plain" and row["messages"][0]["role"] == "user"
         replies.setdefault(row["set"], []).append(row["response"])
     assert rates == {s: sum(map(is_refusal_reply, r)) / len(r) for s, r in replies.items()}
@@ -81,6 +81,27 @@ def test_align_keeps_the_merged_model_in_its_artifact_and_it_resolves_by_name_un
     assert main(["align", "--model", str(tiny_base), "--config", str(config_file)]) == 0
     printed = "".join(capsys.readouterr().out.split())  # rich wraps long paths anywhere
     assert f"model:{model_dir}" in printed and "reused" in printed and f"--model{name}" in printed
+
+    # the LoRA run the former `align` left outside any artifact is merged again, not retrained
+    from mimicry.training.alignment import legacy_run_dir
+
+    legacy = artifacts_dir() / "alignment" / _legacy_key(tiny_base)
+    legacy.parent.mkdir(parents=True)
+    (artifact.dir / "run").rename(legacy)
+    store.discard("align", artifact.key)
+    assert legacy_run_dir(str(tiny_base), CONFIG) == legacy
+    again, found = materialize(store, STAGES.get("align"), {"model": str(tiny_base)}, CONFIG)
+    assert not found and not (again.dir / "run").exists() and (again.dir / "model" / "model.safetensors").is_file()
+    again_record = json.loads(again.path("result").read_text())
+    assert again_record["run_card"] == record["run_card"] and again_record["refusal_rates"] == rates
+
+
+def _legacy_key(base: Path) -> str:
+    """The key the former `align` filed this recipe under (`alignment.json`, `artifacts/alignment/<key>`)."""
+    from mimicry.hardware import resolve_precision
+    from mimicry.training.alignment import _key_config
+
+    return hash_obj({"model": str(base), "config": _key_config(CONFIG, resolve_precision(CONFIG.sft.precision))})
 
 
 def _old_align_artifact(store: ArtifactStore, base: Path, model_dir: Path) -> str:
@@ -121,14 +142,11 @@ def test_a_model_aligned_before_artifacts_held_it_is_adopted_not_retrained(
     tiny_base, make_tiny_llama, smollm2_tokenizer
 ):
     """The former `align` saved into the models directory with its own key in `alignment.json`."""
-    from mimicry.hardware import resolve_precision
-    from mimicry.training.alignment import ALIGNMENT_FILE, _key_config
+    from mimicry.training.alignment import ALIGNMENT_FILE
 
     name = aligned_name(str(tiny_base), CONFIG)
     outside = make_tiny_llama(smollm2_tokenizer, tiny_base.parent / "models" / name, layers=1, max_positions=128)
-    old_key = hash_obj(
-        {"model": str(tiny_base), "config": _key_config(CONFIG, resolve_precision(CONFIG.sft.precision))}
-    )
+    old_key = _legacy_key(tiny_base)
     rates = {"harmful_questions": 0.5, "xstest_safe": 0.0}
     old = {"key": old_key, "refusal_rates": rates, "prompts": {}, "max_new_tokens": 4, "training_tokens": 9}
     (outside / ALIGNMENT_FILE).write_text(canonical_json({**old, "minutes": 1.0}))

@@ -185,7 +185,8 @@ class AlignStage(BaseStage):
     `mimicry.models.aligned_models` finds it by its name (`outputs["model_name"]`). An artifact
     from before that layout points at a model in the models directory; the fingerprint of the
     model's files tells whether it still is what was aligned. A model aligned by the former
-    `align` outside any artifact (`legacy_aligned`) is adopted where it lies, not retrained.
+    `align` outside any artifact (`legacy_aligned`) is adopted where it lies, not retrained, and
+    the LoRA run it left (`legacy_run_dir`) is resumed or merged again.
     """
 
     name = "align"
@@ -201,12 +202,12 @@ class AlignStage(BaseStage):
         }
 
     def run(self, inputs: Inputs, config: AlignConfig, out_dir: Path) -> dict[str, Any]:
-        from mimicry.training.alignment import ALIGNMENT_FILE, align, legacy_aligned
+        from mimicry.training.alignment import ALIGNMENT_FILE, align, legacy_aligned, legacy_run_dir
 
         model = str(inputs["model"])
         result = legacy_aligned(model, config)
         if result is None:
-            result = align(model, config, out_dir)
+            result = align(model, config, out_dir, legacy_run_dir(model, config))
         else:
             record = {**result.record, "model_name": result.model_name}
             atomic_write_text(out_dir / ALIGNMENT_FILE, json.dumps(record, indent=2) + "\n")

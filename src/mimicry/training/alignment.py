@@ -252,25 +252,28 @@ def _key_config(config: AlignConfig, precision: str = "fp32") -> dict[str, Any]:
     return {**dumped, "sft": legacy_key_config(dumped["sft"], precision)}
 
 
-def align(model: str, config: AlignConfig, out_dir: Path) -> AlignResult:
+def align(model: str, config: AlignConfig, out_dir: Path, run_dir: Path | None = None) -> AlignResult:
     """Train, merge, save (to `out_dir/model`) and measure the aligned model.
 
-    The caller caches (the `align` stage: one artifact per recipe). `out_dir` also keeps the LoRA
-    run and the refusal generations, so a run killed in the middle resumes where it stopped.
+    The caller caches (the `align` stage: one artifact per recipe). `run_dir` (default
+    `out_dir/run`) keeps the LoRA run and the refusal generations (`run_dir/refusal-eval`), so a
+    run killed in the middle resumes where it stopped, and a finished LoRA run is merged again
+    rather than retrained.
     """
+    run_dir = run_dir or out_dir / "run"
     name = aligned_name(model, config)
     precision = resolve_precision(config.sft.precision)
     started = time.perf_counter()
     data = alignment_training_data(config)
     if config.benign_answers == "self":
         data = self_answered(model, data, config)
-    trained = train_sft(model, data, out_dir / "train", config.sft)
+    trained = train_sft(model, data, run_dir, config.sft)
     merged, tokenizer = _merge(trained)
     target = out_dir / MODEL_DIR
     _save_model_dir(merged, tokenizer, target)
     train_minutes = (time.perf_counter() - started) / 60
     rates, counts = measure_refusal_rates(
-        name, config.evaluation, out_dir / "refusal-eval", merged, tokenizer, precision
+        name, config.evaluation, run_dir / "refusal-eval", merged, tokenizer, precision
     )
     record = {
         "model_name": name,
@@ -301,8 +304,21 @@ def legacy_aligned(model: str, config: AlignConfig) -> AlignResult | None:
     if not record_path.is_file():
         return None
     record = json.loads(record_path.read_text(encoding="utf-8"))
-    key = hash_obj({"model": model, "config": _key_config(config, resolve_precision(config.sft.precision))})
-    return _result(name, target, record) if record.get("key") == key else None
+    return _result(name, target, record) if record.get("key") == _legacy_key(model, config) else None
+
+
+def legacy_run_dir(model: str, config: AlignConfig) -> Path | None:
+    """Where the former `align` kept this recipe's LoRA run and refusal generations, if it ran here.
+
+    A run it left unfinished resumes there, and a finished one is merged again, not retrained.
+    """
+    run_dir = artifacts_dir() / "alignment" / _legacy_key(model, config)
+    return run_dir if run_dir.is_dir() else None
+
+
+def _legacy_key(model: str, config: AlignConfig) -> str:
+    """The key the former `align` gave a recipe (base, recipe, precision), before its artifact held it."""
+    return hash_obj({"model": model, "config": _key_config(config, resolve_precision(config.sft.precision))})
 
 
 def _result(name: str, target: Path, record: dict[str, Any]) -> AlignResult:
