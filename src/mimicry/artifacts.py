@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +112,20 @@ class ArtifactStore:
         artifact = self.get(stage, key)
         assert artifact is not None
         return artifact
+
+    def cached(
+        self, stage: str, key: str, make: Callable[[Path], Mapping[str, Any]], identity: Mapping[str, Any]
+    ) -> Artifact:
+        """The finished artifact, else `make(work_dir)` (it writes the files and returns the outputs)
+        run once under the key's lock and committed with `identity`: a cache for work inside a stage."""
+        with self.lock(stage, key):
+            found = self.get(stage, key)
+            if found is not None:
+                return found
+            work = self.begin(stage, key, resume=False)
+            watch = Stopwatch()
+            outputs = make(work)
+            return self.commit(stage, key, work, {**identity, "outputs": outputs, "timings": watch.record()})
 
     def discard(self, stage: str, key: str) -> None:
         """Forget a finished artifact whose external outputs vanished, so it is recomputed."""

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from mimicry.artifacts import ArtifactStore
 from mimicry.config import StrictModel
 from mimicry.console import info
 from mimicry.errors import MimicryError
@@ -40,6 +41,8 @@ from mimicry.records import Conversation, Message, atomic_write_text
 from mimicry.training.sft import SFTConfig, TrainResult, train_sft
 
 ALIGNMENT_FILE = "alignment.json"
+SELF_ANSWERS_STAGE = "self-answers"  # the ArtifactStore stage of the cached self-answers
+SELF_ANSWERS_FILE = "replies.json"
 MODEL_DIR = "model"  # the merged model, inside the directory `align` is given
 SAFETY_SOURCE = "bianchi_safety"  # meta["source"] of the refusal rows
 
@@ -146,37 +149,30 @@ def self_answered(model: str, data: list[Conversation], config: AlignConfig) -> 
     those few long prompts (Dolly's contexts, up to ~1,800 tokens) were most of the generation time.
     """
     from mimicry.evaluation.refusal import is_refusal
-    from mimicry.generation.base import GenerationConfig
-    from mimicry.generation.transformers_backend import TransformersBackend, generation_model_id, render_prompt
+    from mimicry.generation.transformers_backend import generation_model_id
 
     benign = [i for i, c in enumerate(data) if c.meta.get("source") != SAFETY_SOURCE]
     prompts = [data[i].prompt_messages for i in benign]
-    key = hash_obj(
-        {
-            "model": generation_model_id(model, resolve_precision(config.sft.precision)),
-            "prompts": [[m.model_dump() for m in p] for p in prompts],
-            "max_new_tokens": config.self_answer_tokens,
-        }
-    )
-    cache = artifacts_dir() / "alignment-self-answers" / f"{key}.json"
-    if cache.is_file():
-        replies = json.loads(cache.read_text(encoding="utf-8"))
-    else:
-        backend = TransformersBackend(model, precision=config.sft.precision)
-        generation = GenerationConfig(
-            max_new_tokens=config.self_answer_tokens, batch_size=config.self_answer_batch_size
-        )
-        rendered = [render_prompt(backend.tokenizer, p) for p in prompts]
-        lengths = [len(ids) for ids in backend.tokenizer(rendered, add_special_tokens=False).input_ids]
-        fitting = [i for i, n in enumerate(lengths) if n < config.sft.max_length]
-        info(
-            f"self-answering {len(fitting)} benign prompts with {model} ({len(prompts) - len(fitting)} more "
-            f"fill a {config.sft.max_length}-token training row alone and are left unanswered)"
-        )
-        replies = [""] * len(prompts)
-        for i, reply in zip(fitting, backend.generate([prompts[i] for i in fitting], generation), strict=True):
-            replies[i] = reply
-        atomic_write_text(cache, json.dumps(replies))
+    identity = {
+        "model": generation_model_id(model, resolve_precision(config.sft.precision)),
+        "prompts": [[m.model_dump() for m in p] for p in prompts],
+        "max_new_tokens": config.self_answer_tokens,
+    }
+    key = hash_obj(identity)
+
+    def answer(work: Path) -> dict[str, Any]:
+        """Generate, unless the former cache file of this key holds the replies already."""
+        former = artifacts_dir() / "alignment-self-answers" / f"{key}.json"
+        if former.is_file():
+            replies = json.loads(former.read_text(encoding="utf-8"))
+        else:
+            replies = _generate_self_answers(model, prompts, config)
+        atomic_write_text(work / SELF_ANSWERS_FILE, json.dumps(replies))
+        return {"replies": SELF_ANSWERS_FILE, "answered": sum(1 for r in replies if r)}
+
+    recorded = {"model": identity["model"], "prompts": len(prompts), "max_new_tokens": config.self_answer_tokens}
+    cached = ArtifactStore(artifacts_dir()).cached(SELF_ANSWERS_STAGE, key, answer, recorded)
+    replies = json.loads(cached.path("replies").read_text(encoding="utf-8"))
     answers = dict(zip(benign, replies, strict=True))
     out = []
     for i, conversation in enumerate(data):
@@ -187,6 +183,26 @@ def self_answered(model: str, data: list[Conversation], config: AlignConfig) -> 
             out.append(Conversation(messages=messages, meta={**conversation.meta, "answer": "self"}))
     info(f"self-answers: kept {len(out) - (len(data) - len(benign))} of {len(benign)} benign rows")
     return out
+
+
+def _generate_self_answers(model: str, prompts: list[list[Message]], config: AlignConfig) -> list[str]:
+    """The base model's greedy replies; "" for a prompt that alone fills a training row."""
+    from mimicry.generation.base import GenerationConfig
+    from mimicry.generation.transformers_backend import TransformersBackend, render_prompt
+
+    backend = TransformersBackend(model, precision=config.sft.precision)
+    generation = GenerationConfig(max_new_tokens=config.self_answer_tokens, batch_size=config.self_answer_batch_size)
+    rendered = [render_prompt(backend.tokenizer, p) for p in prompts]
+    lengths = [len(ids) for ids in backend.tokenizer(rendered, add_special_tokens=False).input_ids]
+    fitting = [i for i, n in enumerate(lengths) if n < config.sft.max_length]
+    info(
+        f"self-answering {len(fitting)} benign prompts with {model} ({len(prompts) - len(fitting)} more "
+        f"fill a {config.sft.max_length}-token training row alone and are left unanswered)"
+    )
+    replies = [""] * len(prompts)
+    for i, reply in zip(fitting, backend.generate([prompts[i] for i in fitting], generation), strict=True):
+        replies[i] = reply
+    return replies
 
 
 def _is_evaluation_prompt(text: str) -> bool:
