@@ -337,13 +337,9 @@ class EvaluateStage(BaseStage):
         return identity
 
     def run(self, inputs: Inputs, config: EvalSpec, out_dir: Path) -> dict[str, Any]:
-        from mimicry.evaluation.suites import evaluate
-        from mimicry.generation import get_backend, with_system_prompt
+        from mimicry.evaluation.suites import evaluate_spec
 
-        generation = config.generation
-        backend = get_backend(generation.backend, model_input_ref(inputs["model"]), **generation.options)
-        backend = with_system_prompt(backend, config.inference_system_prompt)
-        summary = evaluate(backend, config.suites, config.task, config.strategy, config.evaluation, out_dir / "eval")
+        summary = evaluate_spec(model_input_ref(inputs["model"]), config, out_dir / "eval")
         rows = [r.model_dump() for r in summary.rows]  # `MetricRow`s, read back by `result_rows`
         atomic_write_text(out_dir / "rows.json", json.dumps(rows, indent=2) + "\n")
         return {"rows": "rows.json", "metrics": len(rows)}
