@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mimicry.artifacts import ArtifactStore
 from mimicry.cli import main
 from mimicry.experiments import estimate as estimate_module
 from mimicry.experiments.estimate import mean_row_tokens, write_timings
 from mimicry.experiments.grid import GridConfig, expand
 from mimicry.experiments.runner import Runner
-from mimicry.experiments.store import ArtifactStore
 from mimicry.hardware import machine_key
 from mimicry.models.loading import load_tokenizer, resolve_model
 from mimicry.paths import artifacts_dir

@@ -261,9 +261,9 @@ def test_a_table_written_before_the_row_model_reads_and_reports_the_same(
 
 def test_an_evaluate_artifact_cached_before_the_row_model_still_gives_result_rows(tmp_path: Path) -> None:
     """`rows.json` of an evaluate artifact written before #15 has no `max_new_tokens`: its rows read, unset."""
+    from mimicry.artifacts import Artifact
     from mimicry.experiments.grid import Cell, ModelEntry
     from mimicry.experiments.runner import result_rows
-    from mimicry.experiments.store import Artifact
 
     old_fields = ("suite", "metric", "set", "presentation", "judge", "value", "ci_low", "ci_high", "n", "unparsed")
     rows = [{f: r[f] for f in old_fields} for r in fixture_rows()[:3]]

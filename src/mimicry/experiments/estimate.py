@@ -31,11 +31,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mimicry.artifacts import Artifact, ArtifactStore
 from mimicry.errors import MimicryError
 from mimicry.evaluation.store import evaluation_work
 from mimicry.experiments.grid import Cell
 from mimicry.experiments.stages import EVAL_DIR, STAGES
-from mimicry.experiments.store import Artifact, ArtifactStore
 from mimicry.records import atomic_write_text
 
 PROBE_TRAIN = (4, 128, 3)  # batch, sequence length, timed optimizer steps (after one warm-up)
