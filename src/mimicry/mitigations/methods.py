@@ -145,13 +145,12 @@ def _none(task: MitigationInput) -> Addition:
     return Addition()
 
 
-def _plain_contrast(task: MitigationInput) -> Addition:
+def _plain_rows(task: MitigationInput) -> Addition:
+    """The first `count` pool pairs in plain chat form: generic's safety rows, and its contrast rows."""
     return _plain(task.pool[: task.count])
 
 
-@_register("generic", "safety pairs in plain chat form", adds_rows=True, contrast=_plain_contrast)
-def _generic(task: MitigationInput) -> Addition:
-    return _plain(task.pool[: task.count])
+_register("generic", "safety pairs in plain chat form", adds_rows=True, contrast=_plain_rows)(_plain_rows)
 
 
 def _style_contrast(task: MitigationInput) -> Addition:
