@@ -14,7 +14,7 @@ from mimicry.paths import models_dir
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "tests" / "assets"
-TINY_CARVE = 3  # test rows carved from a tiny file: the specs carve 500-1,000, more than it holds
+TINY_CARVE = 2  # test rows carved from a tiny file: the specs carve 500-1,000, more than it holds
 _DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 if not os.environ.get("MIMICRY_DATA") and _DEFAULT_DATA.is_dir():
