@@ -1,4 +1,5 @@
-"""The alignment stage end to end on a tiny random Llama: train, merge, save, register, measure."""
+"""The alignment stage end to end on a tiny random Llama: train, merge, save, register, measure.
+The tiny checked-in tokenizer and rows (tests/assets) are all it needs."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from mimicry.training.sft import SFTConfig  # noqa: E402
 
 
 def test_align_saves_a_merged_model_loadable_by_name_with_its_refusal_rates(
-    tmp_path, monkeypatch, make_tiny_llama, smollm2_tokenizer
+    tmp_path, monkeypatch, make_tiny_llama, tiny_tokenizer, tiny_data_root
 ):
     from mimicry.models import load_causal_lm, resolve_model
 
-    base = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny-base", layers=1, max_positions=128)
+    base = make_tiny_llama(tiny_tokenizer, tmp_path / "tiny-base", layers=1, max_positions=128)
     monkeypatch.setenv("MIMICRY_MODELS", str(tmp_path / "models"))
 
     config = AlignConfig(

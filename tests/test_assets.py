@@ -54,3 +54,14 @@ def test_tiny_tokenizer_round_trips_and_renders_chatml(tiny_tokenizer) -> None:
         "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     )
     assert tiny_tokenizer.eos_token == tiny_tokenizer.pad_token == "<|im_end|>"
+
+
+def test_tiny_training_rows_are_not_evaluation_prompts(tiny_data_root: Path) -> None:
+    """Stages drop training rows that duplicate an evaluation prompt: placeholders must not collide."""
+    from mimicry.data.sources import INSTRUCTION_SETS, evaluation_index, load_instruction_set, safety_pool
+
+    index = evaluation_index()
+    assert len(safety_pool()) == 14 and not [p.id for p in safety_pool() if index.is_duplicate(p.instruction)]
+    for name in INSTRUCTION_SETS:
+        rows = load_instruction_set(name)
+        assert rows and not [c.meta["id"] for c in rows if index.is_duplicate(c.last_user)], name
