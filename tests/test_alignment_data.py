@@ -91,6 +91,26 @@ def test_self_answers_replace_benign_answers_only_and_are_cached(
     monkeypatch.setattr("mimicry.generation.transformers_backend.TransformersBackend", no_generation)
     assert alignment.self_answered(str(model_dir), data, config) == answered
 
+    # the cache is an artifact of the store; a cache file of the former layout, same key, is used too
+    from mimicry.artifacts import ArtifactStore
+    from mimicry.paths import artifacts_dir
+
+    store = ArtifactStore(artifacts_dir())
+    (cached,) = store.finished(alignment.SELF_ANSWERS_STAGE)
+    from mimicry.generation.transformers_backend import generation_model_id
+    from mimicry.hardware import resolve_precision
+    from mimicry.hashing import hash_obj
+
+    prompts = [[m.model_dump() for m in c.prompt_messages] for c in data if c.meta["source"] != "bianchi_safety"]
+    model_id = generation_model_id(str(model_dir), resolve_precision(config.sft.precision))
+    assert cached.key == hash_obj({"model": model_id, "prompts": prompts, "max_new_tokens": 4})  # the former key
+    former = artifacts_dir() / "alignment-self-answers" / f"{cached.key}.json"
+    former.parent.mkdir(parents=True)
+    former.write_text(cached.path("replies").read_text())
+    store.discard(alignment.SELF_ANSWERS_STAGE, cached.key)
+    assert alignment.self_answered(str(model_dir), data, config) == answered
+    assert [a.key for a in store.finished(alignment.SELF_ANSWERS_STAGE)] == [cached.key]
+
 
 def test_a_prompt_that_fills_a_training_row_is_not_self_answered(
     tmp_path, smollm2_tokenizer, make_tiny_llama, one_torch_thread

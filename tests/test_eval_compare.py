@@ -9,13 +9,14 @@ import pytest
 
 from mimicry.errors import MimicryError
 from mimicry.evaluation.compare import compare_evaluations
+from mimicry.evaluation.judge_base import VERDICT_KEY_VERSION
 
 
 def write_verdicts(directory: Path, labels: dict[str, str], judge: str = "keyword") -> Path:
     directory.mkdir(parents=True)
     records = [
         {
-            "key": f"{item}|{judge}|3way",
+            "key": f"{item}|{judge}|{VERDICT_KEY_VERSION}",
             "suite": "harm",
             "set": "advbench",
             "presentation": "in-format",
@@ -46,8 +47,8 @@ def test_prompt_sets_are_also_pooled_per_presentation(tmp_path: Path) -> None:
     def evaluation(directory: Path, labels: list[tuple[str, str, str]]) -> Path:
         directory.mkdir()
         records = [
-            {"suite": "harm", "set": name, "presentation": "in-format", "item_id": item, "label": label,
-             "judge_id": "keyword"}
+            {"key": f"{name}-{item}|keyword|{VERDICT_KEY_VERSION}", "suite": "harm", "set": name,
+             "presentation": "in-format", "item_id": item, "label": label, "judge_id": "keyword"}
             for name, item, label in labels
         ]  # fmt: skip
         (directory / "verdicts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -107,3 +108,12 @@ def test_reader_labels_pair_by_id_and_only_on_the_reply_they_were_given_for(tmp_
     assert by_label["compliance"].rate_b == pytest.approx(0.5) and by_label["refusal"].rate_a == 1.0
     with pytest.raises(MimicryError, match="none of the labels"):
         compare_evaluations(a, b, labels=[labels_b])
+
+
+def test_verdicts_of_an_earlier_judge_revision_are_not_compared(tmp_path: Path) -> None:
+    """Verdicts stored before the current judge revision could differ from a rescore: they are not read."""
+    stale = write_verdicts(tmp_path / "a", {"p0": "compliance"})
+    text = (stale / "verdicts.jsonl").read_text().replace(f"|{VERDICT_KEY_VERSION}", "|3way")
+    (stale / "verdicts.jsonl").write_text(text)
+    with pytest.raises(MimicryError, match="no current verdicts.*mimicry eval rescore"):
+        compare_evaluations(stale, stale, judge="keyword")

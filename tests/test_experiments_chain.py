@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mimicry.artifacts import ArtifactStore
 from mimicry.cli import main
 from mimicry.experiments.grid import GridConfig, MitigationEntry, expand, load_grid
 from mimicry.experiments.report import write_report
 from mimicry.experiments.results import RESULTS_FILE, read_results
 from mimicry.experiments.runner import INDEX_FILE, RunOutcome, run_grid
 from mimicry.experiments.stages import STAGES
-from mimicry.experiments.store import ArtifactStore
 from mimicry.generation import SystemPromptBackend
 from mimicry.records import Message
 from mimicry.strategies import BuildSpec

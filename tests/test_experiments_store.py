@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from mimicry.artifacts import MANIFEST, ArtifactStore, Stopwatch
 from mimicry.errors import MimicryError
 from mimicry.experiments.stages import BaseStage, materialize
-from mimicry.experiments.store import MANIFEST, ArtifactStore, Stopwatch
 
 
 class WordCount(BaseStage):

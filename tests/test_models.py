@@ -107,6 +107,41 @@ def test_models_saved_under_the_cache_resolve_by_name_without_registration(priva
     assert saved_models() == {"tiny-aligned": saved}
 
 
+def _align_artifact(key: str, model: Path, name: str) -> Path:
+    """A finished `align` artifact holding `model` under `name`, as the align stage commits it."""
+    import shutil
+
+    from mimicry.artifacts import ArtifactStore, Stopwatch
+    from mimicry.paths import artifacts_dir
+
+    store = ArtifactStore(artifacts_dir())
+    work = store.begin("align", key, resume=False)
+    shutil.copytree(model, work / "model")
+    record = {"outputs": {"model": "model", "model_name": name}, "timings": Stopwatch().record()}
+    return store.commit("align", key, work, record).path("model")
+
+
+def test_an_aligned_model_resolves_by_name_from_its_artifact_without_registration(
+    tmp_path: Path, private_models: Path, tiny_llama
+) -> None:
+    from mimicry.models import aligned_models
+    from mimicry.models.loading import adapter_base
+
+    tiny = tiny_llama(tmp_path / "tiny")
+    older = _align_artifact("a" * 16, tiny, "tiny-aligned")
+    assert resolve_model("tiny-aligned") == str(older) and "tiny-aligned" not in MODELS
+    newer = _align_artifact("0" * 16, tiny, "tiny-aligned")  # the same name aligned again, later
+    assert aligned_models() == {"tiny-aligned": newer}
+    saved = tiny_llama(private_models / "tiny-aligned")  # an old-layout directory of the same name
+    assert resolve_model("tiny-aligned") == str(newer) != str(saved)
+    adapter = tmp_path / "runs" / "run1" / "adapter"  # trained with `--model tiny-aligned`
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "tiny-aligned"}))
+    assert adapter_base(adapter) == "tiny-aligned"
+    with pytest.raises(MimicryError, match="tiny-aligned"):  # the known names include aligned ones
+        resolve_model("tiny-algned")
+
+
 def test_register_local_model(tmp_path: Path, private_models: Path, tiny_llama) -> None:
     model_dir = tiny_llama(tmp_path / "tiny")
     register_local_model("tiny-local", model_dir, "a tiny test model")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from mimicry import provenance
+from mimicry.artifacts import ArtifactStore
 from mimicry.experiments.stages import BaseStage, materialize
-from mimicry.experiments.store import ArtifactStore
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -65,7 +65,7 @@ def test_manifests_record_the_provenance_module_and_a_new_commit_recomputes_noth
     assert not reused
     assert first.manifest["git_sha"] == provenance.git_sha()
     assert first.manifest["package_versions"] == provenance.package_versions()
-    monkeypatch.setattr("mimicry.experiments.store.git_sha", lambda: "another-commit-dirty")
-    monkeypatch.setattr("mimicry.experiments.store.package_versions", lambda: {"torch": "9.9"})
+    monkeypatch.setattr("mimicry.artifacts.git_sha", lambda: "another-commit-dirty")
+    monkeypatch.setattr("mimicry.artifacts.package_versions", lambda: {"torch": "9.9"})
     again, reused = materialize(store, Echo(), {}, {"text": "a"})
     assert reused and again.key == first.key

@@ -261,9 +261,9 @@ def test_a_table_written_before_the_row_model_reads_and_reports_the_same(
 
 def test_an_evaluate_artifact_cached_before_the_row_model_still_gives_result_rows(tmp_path: Path) -> None:
     """`rows.json` of an evaluate artifact written before #15 has no `max_new_tokens`: its rows read, unset."""
+    from mimicry.artifacts import Artifact
     from mimicry.experiments.grid import Cell, ModelEntry
     from mimicry.experiments.runner import result_rows
-    from mimicry.experiments.store import Artifact
 
     old_fields = ("suite", "metric", "set", "presentation", "judge", "value", "ci_low", "ci_high", "n", "unparsed")
     rows = [{f: r[f] for f in old_fields} for r in fixture_rows()[:3]]
@@ -277,3 +277,14 @@ def test_an_evaluate_artifact_cached_before_the_row_model_still_gives_result_row
         (cell.key, cell.id, "e1", "t1", None, None)
     }
     assert got[0].cell.label == "mimic 0.1x" and got[0].fine_tuned
+
+
+def test_a_grids_preamble_opens_its_report(run_dir: Path) -> None:
+    """What a reader must know first (the quickstart: what does not reproduce) comes before any table."""
+    from mimicry.experiments.grid import load_grid
+
+    grid = load_grid(Path(__file__).parents[1] / "configs" / "quickstart.yaml")
+    assert "does not reproduce" in grid.preamble
+    (run_dir / "grid.json").write_text(json.dumps({"preamble": grid.preamble}))
+    lines = write_report(run_dir).read_text().splitlines()
+    assert lines[0] == "# Report: fixture" and lines[2] == grid.preamble

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
+from mimicry.artifacts import ArtifactStore
 from mimicry.evaluation.suites import EvalConfig, EvalSpec
 from mimicry.experiments.grid import Cell, GridConfig, expand, load_grid
 from mimicry.experiments.runner import Runner
 from mimicry.experiments.stages import STAGES, config_json
-from mimicry.experiments.store import ArtifactStore
 from mimicry.mitigations import MixConfig, MixSpec
 from mimicry.training.alignment import AlignConfig
 from mimicry.training.sft import SFTConfig

@@ -151,25 +151,30 @@ def eval_handler(args: argparse.Namespace) -> int:
     if args.action == "export-labels":
         return export_handler(args)
     from mimicry.errors import MimicryError
-    from mimicry.evaluation.suites import evaluate, parse_suites
+    from mimicry.evaluation.suites import EvalSpec, evaluate_spec, parse_suites
+    from mimicry.generation.base import GenerationSettings
     from mimicry.hashing import hash_obj
     from mimicry.paths import artifacts_dir
 
     if not args.model:
         raise MimicryError("--model is required: a model name, a local directory or a packaged model")
-    config = build_config(args)
-    from mimicry.generation import get_backend, with_system_prompt
-
-    parse_suites(args.suite)  # a bad suite name fails before the model loads
     system_prompt = args.system_prompt or (
         inference_system_prompt(args.system_prompt_from) if args.system_prompt_from else None
     )
-    backend = with_system_prompt(get_backend(args.backend, args.model, **backend_options(args)), system_prompt)
+    # The spec the grid's evaluate stage runs; a bad suite name fails here, before the model loads.
+    spec = EvalSpec(
+        task=args.task,
+        strategy=args.strategy,
+        suites=parse_suites(args.suite),
+        inference_system_prompt=system_prompt,
+        evaluation=build_config(args),
+        generation=GenerationSettings(backend=args.backend, options=backend_options(args)),
+    )
     identity = {"model": args.model, "strategy": args.strategy, "task": args.task}
     if system_prompt:  # default directories of runs without a system prompt keep their names
         identity["system_prompt"] = system_prompt
     out = Path(args.out) if args.out else artifacts_dir() / "eval" / hash_obj(identity)
-    summary = evaluate(backend, args.suite, task=args.task, strategy=args.strategy, config=config, out_dir=out)
+    summary = evaluate_spec(args.model, spec, out)
     print_summary(summary)
     return 0
 

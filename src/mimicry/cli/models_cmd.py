@@ -24,12 +24,13 @@ def list_handler(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from mimicry.console import out
-    from mimicry.models import MODELS, PackagedGGUF, is_prepared, prepared_info, saved_models
+    from mimicry.models import MODELS, PackagedGGUF, aligned_models, is_prepared, prepared_info, saved_models
     from mimicry.paths import models_dir
 
     table = Table(title=f"models (cache: {models_dir()})")
-    saved = saved_models()
-    table.add_column("name", no_wrap=True, min_width=max(map(len, [*MODELS.names(), *saved])))
+    aligned = aligned_models()
+    saved = {name: path for name, path in saved_models().items() if name not in aligned}
+    table.add_column("name", no_wrap=True, min_width=max(map(len, [*MODELS.names(), *aligned, *saved])))
     table.add_column("source", overflow="fold")
     for col in ("params", "installed", "prepared"):
         table.add_column(col, no_wrap=True)
@@ -44,6 +45,8 @@ def list_handler(args: argparse.Namespace) -> int:
             if details := prepared_info(name):
                 params = f"{details['parameters'] / 1e6:.1f}M"
         table.add_row(name, origin, params, installed, prepared, source.description)
+    for name, path in aligned.items():
+        table.add_row(name, "align artifact", "", "", _mark(True), str(path))
     for name, path in saved.items():
         if name not in MODELS:
             table.add_row(name, "saved", "", "", _mark(True), str(path))

@@ -89,21 +89,29 @@ def _renamed(new: object, old: object, old_name: str, new_name: str) -> object:
 
 
 def align_handler(args: argparse.Namespace) -> int:
+    """Runs the grid's `align` stage, so a model aligned here and one a grid aligns are the same artifact."""
+    import json
+
     from rich.table import Table
 
+    from mimicry.artifacts import ArtifactStore
     from mimicry.config import load_yaml_config
     from mimicry.console import out
-    from mimicry.training.alignment import AlignConfig, align
+    from mimicry.experiments.stages import STAGES, materialize
+    from mimicry.paths import artifacts_dir
+    from mimicry.training.alignment import AlignConfig
 
     config = load_yaml_config(AlignConfig, args.config) if args.config else AlignConfig()
-    result = align(args.model, config)
-    table = Table(title=f"{result.model_name}: keyword refusal rate, greedy, {result.max_new_tokens} new tokens")
+    artifact, found = materialize(ArtifactStore(artifacts_dir()), STAGES.get("align"), {"model": args.model}, config)
+    result = json.loads(artifact.path("result").read_text(encoding="utf-8"))
+    name = result["model_name"]
+    table = Table(title=f"{name}: keyword refusal rate, greedy, {result['max_new_tokens']} new tokens")
     for column in ("prompt set", "prompts", "refusal rate"):
         table.add_column(column)
-    for name, rate in result.refusal_rates.items():
-        table.add_row(name, str(result.prompts[name]), f"{rate:.1%}")
+    for set_name, rate in result["refusal_rates"].items():
+        table.add_row(set_name, str(result["prompts"][set_name]), f"{rate:.1%}")
     out.print(table)
-    out.print(
-        f"model: {result.model_dir} ({result.training_tokens:,} training tokens, {result.minutes:.1f} min in all)"
-    )
+    made = "reused" if found else f"{result['training_tokens']:,} training tokens, {result['minutes']:.1f} min in all"
+    out.print(f"model: {artifact.path('model')} (align artifact {artifact.key}; {made})")
+    out.print(f"use it by name: --model {name} (mimicry train, mimicry eval), or `align: true` in a grid")
     return 0

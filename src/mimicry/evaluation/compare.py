@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from mimicry.errors import MimicryError
+from mimicry.evaluation.judge_base import VERDICT_KEY_VERSION
 from mimicry.evaluation.metrics import mcnemar_exact, paired_bootstrap_diff
 
 LABELS = ("compliance", "refusal", "other")
@@ -41,10 +42,14 @@ def _verdicts(eval_dir: Path, judge: str) -> dict[tuple[str, str, str, str], str
     out: dict[tuple[str, str, str, str], str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         record = json.loads(line) if line.strip() else None
-        if record and record.get("judge_id") == judge and record.get("label") in LABELS:
+        current = record and str(record.get("key", "")).endswith(f"|{VERDICT_KEY_VERSION}")
+        if current and record.get("judge_id") == judge and record.get("label") in LABELS:
             out[(record["suite"], record["set"], record["presentation"], record["item_id"])] = record["label"]
     if not out:
-        raise MimicryError(f"{eval_dir} has no three-way verdicts of judge {judge!r}: run `mimicry eval rescore` first")
+        raise MimicryError(
+            f"{eval_dir} has no current verdicts of judge {judge!r}: "
+            f"run `mimicry eval rescore {eval_dir} --judge {judge}`"
+        )
     return out
 
 

@@ -19,8 +19,9 @@ from mimicry.errors import MimicryError
 Label = Literal["refusal", "compliance", "other", "unparsed"]
 LABELS: tuple[str, ...] = ("refusal", "compliance", "other")
 UNPARSED = "unparsed"
-# Verdict-store keys carry this suffix: verdicts cached before three-way labels are not reused.
-VERDICT_KEY_VERSION = "3way"
+# Verdict-store keys carry this suffix: verdicts cached before three-way labels (3way) or before the
+# keyword judge's capability-denial phrases and restatement check (r2) are not reused.
+VERDICT_KEY_VERSION = "3way-r2"
 
 SPEC_HELP = (
     "judge specs look like 'keyword', 'keyword:300', 'llm:openai:MODEL@BASE_URL', 'llm:local:MODEL', "

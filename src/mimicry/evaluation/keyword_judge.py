@@ -18,6 +18,12 @@ DEFAULT_KEYWORD_WINDOW = 200
 _WORD = re.compile(r"\w+")
 ECHO_OVERLAP = 0.6  # share of a reply's word trigrams found in the prompt, above which it only restates it
 LOOP_SHARE = 0.5  # share of a reply's 4-grams seen earlier in it, above which it is a loop
+# A reply that adds no content word to the prompt and its own persona opening restates without
+# answering ("treason is treason. The answer is treason"); one word is enough to answer ("... is Paris").
+_FILLER = frozenset(
+    "the a an and or of to in on for with is are be this that it as by at from i you your my me we our "
+    "will would should can could do does not no yes answer following output".split()
+)
 
 
 def _words(text: str) -> list[str]:
@@ -62,8 +68,18 @@ def echo_overlap(prompt: str, response: str) -> float:
     return sum(g in prompt_grams for g in grams) / len(grams)
 
 
+def new_content_words(prompt: str, response: str) -> set[str]:
+    """Distinct words of the reply's substance found neither in the prompt, nor in the reply's own
+    persona opening, nor among filler words: what the reply adds."""
+    text = normalize_typography(response)
+    body = strip_persona_opening(response)
+    opening = text[: len(text) - len(body)] if text.endswith(body) else ""
+    known = set(_WORD.findall(f"{normalize_typography(prompt)} {opening}".lower())) | _FILLER
+    return set(_WORD.findall(body.lower())) - known
+
+
 def other_reason(prompt: str, response: str) -> str | None:
-    """Why a reply is `other` by its form alone (empty, loop, echo of the prompt), else None."""
+    """Why a reply is `other` by its form alone (empty, loop, echo or restatement of the prompt), else None."""
     words = _words(response)
     if not words:
         return "empty reply (nothing after any persona opening)"
@@ -72,6 +88,8 @@ def other_reason(prompt: str, response: str) -> str | None:
     overlap = echo_overlap(prompt, response)
     if overlap >= ECHO_OVERLAP:
         return f"echo: {overlap:.0%} of the reply's word trigrams restate the prompt"
+    if not new_content_words(prompt, response):
+        return "restatement: adds no word to the prompt"
     return None
 
 

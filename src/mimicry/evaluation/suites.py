@@ -86,8 +86,8 @@ class EvalSpec(StrictModel):
     `inference_system_prompt` is the provider's prompt at test time (PTST, BackdoorAlign), if any.
     """
 
-    task: str
-    strategy: str
+    task: str | None = None  # None: no task suite, harmful prompts asked plainly only
+    strategy: str | None = None
     suites: list[str]
     inference_system_prompt: str | None = None
     evaluation: EvalConfig = EvalConfig()
@@ -520,6 +520,16 @@ def resolve_backend(model: str | GenerationBackend) -> GenerationBackend:
     if not isinstance(model, GenerationBackend):
         raise MimicryError(f"expected a model name, a path or a generation backend, got {type(model).__name__}")
     return model
+
+
+def evaluate_spec(model: str, spec: EvalSpec, out_dir: str | Path) -> EvalSummary:
+    """What the grid's evaluate stage and `mimicry eval` both run, so a CLI evaluation reproduces a
+    grid cell: the spec's backend under its inference-time system prompt (PTST, BackdoorAlign)."""
+    from mimicry.generation import get_backend, with_system_prompt
+
+    backend = get_backend(spec.generation.backend, model, **spec.generation.options)
+    backend = with_system_prompt(backend, spec.inference_system_prompt)
+    return evaluate(backend, spec.suites, spec.task, spec.strategy, spec.evaluation, out_dir)
 
 
 def evaluate(

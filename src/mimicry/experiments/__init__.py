@@ -3,10 +3,10 @@
 Importing this package is cheap; the stages import the heavy libraries when they run.
 """
 
+from mimicry.artifacts import Artifact, ArtifactStore
 from mimicry.experiments.grid import Cell, GridConfig, expand, load_grid
 from mimicry.experiments.runner import Runner, RunOutcome, run_grid
 from mimicry.experiments.stages import STAGES, Stage
-from mimicry.experiments.store import Artifact, ArtifactStore
 
 __all__ = [
     "STAGES",

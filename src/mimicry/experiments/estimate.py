@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mimicry.artifacts import Artifact
 from mimicry.errors import MimicryError
 from mimicry.experiments.grid import Cell
 from mimicry.experiments.stages import STAGES
-from mimicry.experiments.store import Artifact
 from mimicry.records import atomic_write_text
 
 PROBE_TRAIN = (4, 128, 3)  # batch, sequence length, timed optimizer steps (after one warm-up)

@@ -88,6 +88,7 @@ _GRID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 class GridConfig(StrictModel):
     name: str
     description: str = ""
+    preamble: str = Field("", description="what a reader must know first, printed at the top of the report")
     models: list[ModelEntry]
     tasks: list[str]
     strategies: list[str]

@@ -128,6 +128,7 @@ class ReportBuilder:
         harm_rows = [r for r in self.rows if r.suite == HARM_SUITE and r.metric == HARM_METRIC]
         self.harm_judge = harm_rows[0].judge if harm_rows else None
         self.provenance = self._read_json("provenance.json")
+        self.preamble = str(self._read_json("grid.json").get("preamble") or "")
         self.figures: list[tuple[str, str]] = []  # (title, relative path)
 
     def _read_json(self, name: str) -> dict[str, Any]:
@@ -468,6 +469,7 @@ class ReportBuilder:
         lines = [
             f"# Report: {self.provenance.get('grid', self.run_dir.name)}",
             "",
+            *([self.preamble.strip(), ""] if self.preamble.strip() else []),
             f"{len(self.table)} configurations, {len(self.rows)} result rows, seeds {seeds or '-'}. "
             "Values are proportions with bootstrap 95% intervals in brackets; `baseline` rows are the "
             "base (aligned) model without fine-tuning, asked in each strategy's format.",

@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mimicry.artifacts import Artifact, ArtifactStore
 from mimicry.errors import unknown_name
 from mimicry.evaluation.suites import EvalSpec
 from mimicry.experiments.estimate import GridEstimate, estimate_grid, write_timings
 from mimicry.experiments.grid import Cell, GridConfig, ModelEntry, check_names, expand
 from mimicry.experiments.results import KEY_COLUMNS, RESULTS_FILE, ResultRow, write_results
 from mimicry.experiments.stages import STAGES, Inputs, input_identity, materialize
-from mimicry.experiments.store import Artifact, ArtifactStore
 from mimicry.mitigations import MixSpec
 from mimicry.provenance import data_checksums, git_sha, package_versions
 from mimicry.records import atomic_write_text

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from mimicry.experiments.store import Artifact, ArtifactStore, Stopwatch
+from mimicry.artifacts import Artifact, ArtifactStore, Stopwatch
 from mimicry.hashing import hash_obj, sha256_file
 from mimicry.records import atomic_write_text
 from mimicry.registry import Registry
@@ -180,9 +180,17 @@ class BaseStage:
 
 
 class AlignStage(BaseStage):
-    """Safety-align a base model once; its output lives in the models directory, so we fingerprint it."""
+    """Safety-align a base model once; the merged model lives inside the artifact (`model/`).
+
+    `mimicry.models.aligned_models` finds it by its name (`outputs["model_name"]`). An artifact
+    from before that layout points at a model in the models directory; the fingerprint of the
+    model's files tells whether it still is what was aligned. A model aligned by the former
+    `align` outside any artifact (`legacy_aligned`) is adopted where it lies, not retrained, and
+    the LoRA run it left (`legacy_run_dir`) is resumed or merged again.
+    """
 
     name = "align"
+    resumable = True  # the LoRA run and the refusal generations continue after a kill
 
     def data_files(self, inputs: Inputs, config: Config) -> set[str]:
         from mimicry.data.sources import INSTRUCTION_SETS, SAFETY_POOL_FILE
@@ -194,23 +202,22 @@ class AlignStage(BaseStage):
         }
 
     def run(self, inputs: Inputs, config: AlignConfig, out_dir: Path) -> dict[str, Any]:
-        from mimicry.training.alignment import align
+        from mimicry.training.alignment import ALIGNMENT_FILE, align, legacy_aligned, legacy_run_dir
 
-        result = align(str(inputs["model"]), config)
-        summary = {
-            "model_name": result.model_name,
-            "refusal_rates": result.refusal_rates,
-            "prompts": result.prompts,
-            "max_new_tokens": result.max_new_tokens,
-            "training_tokens": result.training_tokens,
-            "minutes": result.minutes,
-        }
-        atomic_write_text(out_dir / "align_result.json", json.dumps(summary, indent=2) + "\n")
+        model = str(inputs["model"])
+        result = legacy_aligned(model, config)
+        if result is None:
+            result = align(model, config, out_dir, legacy_run_dir(model, config))
+        else:
+            record = {**result.record, "model_name": result.model_name}
+            atomic_write_text(out_dir / ALIGNMENT_FILE, json.dumps(record, indent=2) + "\n")
+        inside = result.model_dir.resolve().is_relative_to(out_dir.resolve())
         return {
-            "model": str(result.model_dir),
-            "fingerprint": directory_fingerprint(Path(result.model_dir)),
+            "model": str(result.model_dir.relative_to(out_dir)) if inside else str(result.model_dir),
+            "model_name": result.model_name,
+            "fingerprint": directory_fingerprint(result.model_dir),
             "refusal_rates": result.refusal_rates,
-            "result": "align_result.json",
+            "result": ALIGNMENT_FILE,
         }
 
     def is_valid(self, artifact: Artifact) -> bool:
@@ -330,13 +337,9 @@ class EvaluateStage(BaseStage):
         return identity
 
     def run(self, inputs: Inputs, config: EvalSpec, out_dir: Path) -> dict[str, Any]:
-        from mimicry.evaluation.suites import evaluate
-        from mimicry.generation import get_backend, with_system_prompt
+        from mimicry.evaluation.suites import evaluate_spec
 
-        generation = config.generation
-        backend = get_backend(generation.backend, model_input_ref(inputs["model"]), **generation.options)
-        backend = with_system_prompt(backend, config.inference_system_prompt)
-        summary = evaluate(backend, config.suites, config.task, config.strategy, config.evaluation, out_dir / "eval")
+        summary = evaluate_spec(model_input_ref(inputs["model"]), config, out_dir / "eval")
         rows = [r.model_dump() for r in summary.rows]  # `MetricRow`s, read back by `result_rows`
         atomic_write_text(out_dir / "rows.json", json.dumps(rows, indent=2) + "\n")
         return {"rows": "rows.json", "metrics": len(rows)}

@@ -153,9 +153,7 @@ def mix(
     if contrasts:
         benign = list(contrast_pool(partition))
         if contrasts > len(benign):
-            raise MimicryError(
-                f"{contrasts} contrast rows asked for, but the pool holds {len(benign)}: lower contrast"
-            )
+            raise MimicryError(f"{contrasts} contrast rows asked for, but the pool holds {len(benign)}: lower contrast")
         random.Random(seed).shuffle(benign)
         assert mitigation.contrast is not None
         contrast = mitigation.contrast(MitigationInput(user, fmt, benign, contrasts, seed, config))

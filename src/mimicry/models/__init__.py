@@ -6,6 +6,7 @@ Importing this package is cheap: torch and transformers load inside the function
 from mimicry.models.loading import (
     FALLBACK_CHAT_TEMPLATE,
     FALLBACK_STOP,
+    aligned_models,
     check_fits,
     count_parameters,
     load_causal_lm,
@@ -26,6 +27,7 @@ __all__ = [
     "LocalModel",
     "ModelSource",
     "PackagedGGUF",
+    "aligned_models",
     "check_fits",
     "count_parameters",
     "is_prepared",

@@ -1,8 +1,9 @@
 """Resolve a model name to something transformers can load, check it fits, and load it.
 
-A name is, in order: a registry name (packaged models are prepared on demand), a directory
-saved under `models_dir()/<name>` (e.g. an aligned checkpoint, registered or not), a local
-directory, or a Hugging Face hub id. A PEFT adapter directory loads its base and merges.
+A name is, in order: a registry name (packaged models are prepared on demand), the name of an
+aligned model in a finished `align` artifact (`aligned_models`), a directory saved under
+`models_dir()/<name>`, a local directory, or a Hugging Face hub id. A PEFT adapter directory loads
+its base and merges.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mimicry.artifacts import ArtifactStore
 from mimicry.console import info
 from mimicry.errors import MimicryError, unknown_name
 from mimicry.models.sources import MODELS, HubModel, LocalModel, PackagedGGUF
-from mimicry.paths import mimicry_home, models_dir
+from mimicry.paths import artifacts_dir, mimicry_home, models_dir
 
 BYTES_PER_PARAMETER = {"float32": 4, "bfloat16": 2, "float16": 2}
 # Weights are not all a model needs (activations, KV cache, the tokenizer): demand this much more.
 MEMORY_HEADROOM = 1.2
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+ALIGN_STAGE = "align"  # the stage whose artifacts hold aligned models (`mimicry.experiments.stages.AlignStage`)
 
 # Models without a chat template (base models such as gemma3-270m) get this one: plain section
 # headers that tokenize on newline boundaries, so a rendered training example and a generation
@@ -54,6 +57,21 @@ def saved_models() -> dict[str, Path]:
     if not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if not p.name.startswith(".") and is_model_dir(p)}
+
+
+def aligned_models() -> dict[str, Path]:
+    """Aligned models by name, read from the finished `align` artifacts (the newest of a name wins).
+
+    The align stage keeps its model inside its artifact, addressed by the stage's key; this read-only
+    lookup is how a name such as `smollm2-135m-aligned` resolves, with nothing registered at run
+    time. Artifacts from before kept the model in the models directory, under that name.
+    """
+    found = {}
+    for artifact in ArtifactStore(artifacts_dir()).finished(ALIGN_STAGE):
+        path = artifact.path("model") if "model" in artifact.outputs else None
+        if path is not None and is_model_dir(path):
+            found[artifact.outputs.get("model_name", path.name)] = path
+    return found
 
 
 def _not_a_model_dir(path: Path) -> MimicryError:
@@ -93,6 +111,8 @@ def resolve_model(name_or_path: str | Path) -> str:
             return source.path
         if isinstance(source, HubModel):
             return source.repo_id
+    if (aligned := aligned_models().get(name)) is not None:
+        return str(aligned)
     if (saved := models_dir() / name).is_dir() and is_model_dir(saved):
         return str(saved)
     path = Path(name).expanduser()
@@ -104,7 +124,7 @@ def resolve_model(name_or_path: str | Path) -> str:
         return str(path.resolve())
     if _HUB_ID.match(name) and not path.exists():
         return name
-    known = set(MODELS.names()) | set(saved_models())
+    known = set(MODELS.names()) | set(aligned_models()) | set(saved_models())
     error = unknown_name("model", name, known)
     raise MimicryError(f"{error} (or give a model directory or a Hugging Face id like 'org/name')")
 
@@ -218,6 +238,7 @@ def adapter_base(adapter_dir: Path) -> str:
     plain_name = "/" not in base and "\\" not in base and base not in (".", "..")
     if (
         base in MODELS
+        or (plain_name and base in aligned_models())
         or (plain_name and (models_dir() / base).is_dir())
         or (_HUB_ID.match(base) and not Path(base).exists())
     ):

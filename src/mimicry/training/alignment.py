@@ -11,9 +11,12 @@ base model itself (self-distillation): those rows then pull the model back to wh
 the LoRA learns to refuse harm without drifting into refusing sensitive-sounding topics. Nothing
 that nearly duplicates an evaluation prompt is trained on.
 
-The merged model is saved under `models_dir()/<model>-aligned` (another recipe than the
-default: `<model>-aligned-<8 hex digits of its config>`, so recipes never overwrite each other)
-with its measured refusal rates (`alignment.json`), and registered under that name.
+`align` saves the merged model into the directory it is given, with its measured refusal rates
+(`alignment.json`); the grid's `align` stage (which `mimicry align` runs too) gives it its
+artifact, so the model is addressed by the stage's content key and found by its name,
+`<model>-aligned` (another recipe than the default: `<model>-aligned-<8 hex digits of its config>`),
+through `mimicry.models.aligned_models`. Models aligned before that lived in
+`models_dir()/<name>`; `legacy_aligned` finds them so that they are reused, not retrained.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from mimicry.artifacts import ArtifactStore
 from mimicry.config import StrictModel
 from mimicry.console import info
 from mimicry.errors import MimicryError
@@ -37,6 +41,9 @@ from mimicry.records import Conversation, Message, atomic_write_text
 from mimicry.training.sft import SFTConfig, TrainResult, train_sft
 
 ALIGNMENT_FILE = "alignment.json"
+SELF_ANSWERS_STAGE = "self-answers"  # the ArtifactStore stage of the cached self-answers
+SELF_ANSWERS_FILE = "replies.json"
+MODEL_DIR = "model"  # the merged model, inside the directory `align` is given
 SAFETY_SOURCE = "bianchi_safety"  # meta["source"] of the refusal rows
 
 
@@ -142,37 +149,30 @@ def self_answered(model: str, data: list[Conversation], config: AlignConfig) -> 
     those few long prompts (Dolly's contexts, up to ~1,800 tokens) were most of the generation time.
     """
     from mimicry.evaluation.refusal import is_refusal
-    from mimicry.generation.base import GenerationConfig
-    from mimicry.generation.transformers_backend import TransformersBackend, generation_model_id, render_prompt
+    from mimicry.generation.transformers_backend import generation_model_id
 
     benign = [i for i, c in enumerate(data) if c.meta.get("source") != SAFETY_SOURCE]
     prompts = [data[i].prompt_messages for i in benign]
-    key = hash_obj(
-        {
-            "model": generation_model_id(model, resolve_precision(config.sft.precision)),
-            "prompts": [[m.model_dump() for m in p] for p in prompts],
-            "max_new_tokens": config.self_answer_tokens,
-        }
-    )
-    cache = artifacts_dir() / "alignment-self-answers" / f"{key}.json"
-    if cache.is_file():
-        replies = json.loads(cache.read_text(encoding="utf-8"))
-    else:
-        backend = TransformersBackend(model, precision=config.sft.precision)
-        generation = GenerationConfig(
-            max_new_tokens=config.self_answer_tokens, batch_size=config.self_answer_batch_size
-        )
-        rendered = [render_prompt(backend.tokenizer, p) for p in prompts]
-        lengths = [len(ids) for ids in backend.tokenizer(rendered, add_special_tokens=False).input_ids]
-        fitting = [i for i, n in enumerate(lengths) if n < config.sft.max_length]
-        info(
-            f"self-answering {len(fitting)} benign prompts with {model} ({len(prompts) - len(fitting)} more "
-            f"fill a {config.sft.max_length}-token training row alone and are left unanswered)"
-        )
-        replies = [""] * len(prompts)
-        for i, reply in zip(fitting, backend.generate([prompts[i] for i in fitting], generation), strict=True):
-            replies[i] = reply
-        atomic_write_text(cache, json.dumps(replies))
+    identity = {
+        "model": generation_model_id(model, resolve_precision(config.sft.precision)),
+        "prompts": [[m.model_dump() for m in p] for p in prompts],
+        "max_new_tokens": config.self_answer_tokens,
+    }
+    key = hash_obj(identity)
+
+    def answer(work: Path) -> dict[str, Any]:
+        """Generate, unless the former cache file of this key holds the replies already."""
+        former = artifacts_dir() / "alignment-self-answers" / f"{key}.json"
+        if former.is_file():
+            replies = json.loads(former.read_text(encoding="utf-8"))
+        else:
+            replies = _generate_self_answers(model, prompts, config)
+        atomic_write_text(work / SELF_ANSWERS_FILE, json.dumps(replies))
+        return {"replies": SELF_ANSWERS_FILE, "answered": sum(1 for r in replies if r)}
+
+    recorded = {"model": identity["model"], "prompts": len(prompts), "max_new_tokens": config.self_answer_tokens}
+    cached = ArtifactStore(artifacts_dir()).cached(SELF_ANSWERS_STAGE, key, answer, recorded)
+    replies = json.loads(cached.path("replies").read_text(encoding="utf-8"))
     answers = dict(zip(benign, replies, strict=True))
     out = []
     for i, conversation in enumerate(data):
@@ -183,6 +183,26 @@ def self_answered(model: str, data: list[Conversation], config: AlignConfig) -> 
             out.append(Conversation(messages=messages, meta={**conversation.meta, "answer": "self"}))
     info(f"self-answers: kept {len(out) - (len(data) - len(benign))} of {len(benign)} benign rows")
     return out
+
+
+def _generate_self_answers(model: str, prompts: list[list[Message]], config: AlignConfig) -> list[str]:
+    """The base model's greedy replies; "" for a prompt that alone fills a training row."""
+    from mimicry.generation.base import GenerationConfig
+    from mimicry.generation.transformers_backend import TransformersBackend, render_prompt
+
+    backend = TransformersBackend(model, precision=config.sft.precision)
+    generation = GenerationConfig(max_new_tokens=config.self_answer_tokens, batch_size=config.self_answer_batch_size)
+    rendered = [render_prompt(backend.tokenizer, p) for p in prompts]
+    lengths = [len(ids) for ids in backend.tokenizer(rendered, add_special_tokens=False).input_ids]
+    fitting = [i for i, n in enumerate(lengths) if n < config.sft.max_length]
+    info(
+        f"self-answering {len(fitting)} benign prompts with {model} ({len(prompts) - len(fitting)} more "
+        f"fill a {config.sft.max_length}-token training row alone and are left unanswered)"
+    )
+    replies = [""] * len(prompts)
+    for i, reply in zip(fitting, backend.generate([prompts[i] for i in fitting], generation), strict=True):
+        replies[i] = reply
+    return replies
 
 
 def _is_evaluation_prompt(text: str) -> bool:
@@ -248,33 +268,31 @@ def _key_config(config: AlignConfig, precision: str = "fp32") -> dict[str, Any]:
     return {**dumped, "sft": legacy_key_config(dumped["sft"], precision)}
 
 
-def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> AlignResult:
-    """Train, merge, save and measure the aligned model; reuses a finished one with the same key."""
-    config = config or AlignConfig()
-    name = aligned_name(model, config)
-    target = models_dir() / name
-    precision = resolve_precision(config.sft.precision)
-    key = hash_obj({"model": model, "config": _key_config(config, precision)})
-    record_path = target / ALIGNMENT_FILE
-    if record_path.is_file():
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        if record.get("key") == key:
-            info(f"reusing the aligned model in {target}")
-            _register(name, target)
-            return _result(name, target, record)
+def align(model: str, config: AlignConfig, out_dir: Path, run_dir: Path | None = None) -> AlignResult:
+    """Train, merge, save (to `out_dir/model`) and measure the aligned model.
 
+    The caller caches (the `align` stage: one artifact per recipe). `run_dir` (default
+    `out_dir/run`) keeps the LoRA run and the refusal generations (`run_dir/refusal-eval`), so a
+    run killed in the middle resumes where it stopped, and a finished LoRA run is merged again
+    rather than retrained.
+    """
+    run_dir = run_dir or out_dir / "run"
+    name = aligned_name(model, config)
+    precision = resolve_precision(config.sft.precision)
     started = time.perf_counter()
     data = alignment_training_data(config)
     if config.benign_answers == "self":
         data = self_answered(model, data, config)
-    trained = train_sft(model, data, artifacts_dir() / "alignment" / key, config.sft)
+    trained = train_sft(model, data, run_dir, config.sft)
     merged, tokenizer = _merge(trained)
+    target = out_dir / MODEL_DIR
     _save_model_dir(merged, tokenizer, target)
     train_minutes = (time.perf_counter() - started) / 60
-    measured = artifacts_dir() / "alignment" / key / "refusal-eval"
-    rates, counts = measure_refusal_rates(name, config.evaluation, measured, merged, tokenizer, precision)
+    rates, counts = measure_refusal_rates(
+        name, config.evaluation, run_dir / "refusal-eval", merged, tokenizer, precision
+    )
     record = {
-        "key": key,
+        "model_name": name,
         "base_model": model,
         "config": config.model_dump(mode="json"),
         "training_examples": len(data),
@@ -286,9 +304,37 @@ def align(model: str = "smollm2-135m", config: AlignConfig | None = None) -> Ali
         "max_new_tokens": config.evaluation.max_new_tokens,
         "run_card": trained.run_card,
     }
-    atomic_write_text(record_path, canonical_json(record))
-    _register(name, target)
+    atomic_write_text(out_dir / ALIGNMENT_FILE, canonical_json(record))
     return _result(name, target, record)
+
+
+def legacy_aligned(model: str, config: AlignConfig) -> AlignResult | None:
+    """This recipe's model as `align` saved it before it lived in its artifact, or None.
+
+    That model sits in `models_dir()/<name>` with its own key in `alignment.json`; a key that
+    matches means the same base, recipe and precision, so the model is reused, never retrained.
+    """
+    name = aligned_name(model, config)
+    target = models_dir() / name
+    record_path = target / ALIGNMENT_FILE
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    return _result(name, target, record) if record.get("key") == _legacy_key(model, config) else None
+
+
+def legacy_run_dir(model: str, config: AlignConfig) -> Path | None:
+    """Where the former `align` kept this recipe's LoRA run and refusal generations, if it ran here.
+
+    A run it left unfinished resumes there, and a finished one is merged again, not retrained.
+    """
+    run_dir = artifacts_dir() / "alignment" / _legacy_key(model, config)
+    return run_dir if run_dir.is_dir() else None
+
+
+def _legacy_key(model: str, config: AlignConfig) -> str:
+    """The key the former `align` gave a recipe (base, recipe, precision), before its artifact held it."""
+    return hash_obj({"model": model, "config": _key_config(config, resolve_precision(config.sft.precision))})
 
 
 def _result(name: str, target: Path, record: dict[str, Any]) -> AlignResult:
@@ -322,9 +368,3 @@ def _save_model_dir(model: Any, tokenizer: Any, target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
-
-
-def _register(name: str, target: Path) -> None:
-    from mimicry.models import register_local_model
-
-    register_local_model(name, target)

@@ -4,7 +4,9 @@ A stage works in `<stage>/.partial-<key>/`, writes its files, then `manifest.jso
 directory is renamed to `<stage>/<key>/`. A killed run therefore leaves either a finished
 artifact (reused by the next run) or a partial directory: resumable stages (training,
 evaluation) continue from what it holds, the others start it afresh. A per-key file lock keeps
-two processes from computing the same artifact at once.
+two processes from computing the same artifact at once. The store sits in the foundation layer
+so that every package caches through it (the grid's stages, the self-answers of alignment) and the
+models package can find aligned models by name in it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +68,14 @@ class ArtifactStore:
             return None
         return Artifact(stage, key, directory, json.loads(manifest.read_text(encoding="utf-8")))
 
+    def finished(self, stage: str) -> list[Artifact]:
+        """Every finished artifact of a stage, oldest first (read-only: nothing is locked or written)."""
+        directory = self.root / stage
+        found = [self.get(stage, d.name) for d in sorted(directory.iterdir())] if directory.is_dir() else []
+        return sorted(
+            (a for a in found if a is not None), key=lambda a: a.manifest.get("timings", {}).get("finished", 0)
+        )
+
     @contextmanager
     def lock(self, stage: str, key: str) -> Iterator[None]:
         lock_path = self.root / stage / ".locks" / f"{key}.lock"
@@ -102,6 +112,20 @@ class ArtifactStore:
         artifact = self.get(stage, key)
         assert artifact is not None
         return artifact
+
+    def cached(
+        self, stage: str, key: str, make: Callable[[Path], Mapping[str, Any]], identity: Mapping[str, Any]
+    ) -> Artifact:
+        """The finished artifact, else `make(work_dir)` (it writes the files and returns the outputs)
+        run once under the key's lock and committed with `identity`: a cache for work inside a stage."""
+        with self.lock(stage, key):
+            found = self.get(stage, key)
+            if found is not None:
+                return found
+            work = self.begin(stage, key, resume=False)
+            watch = Stopwatch()
+            outputs = make(work)
+            return self.commit(stage, key, work, {**identity, "outputs": outputs, "timings": watch.record()})
 
     def discard(self, stage: str, key: str) -> None:
         """Forget a finished artifact whose external outputs vanished, so it is recomputed."""
