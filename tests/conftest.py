@@ -1,8 +1,10 @@
-"""Shared test set-up: the data root defaults to ../shared/data beside the checkout."""
+"""Shared test set-up: the data root defaults to ../shared/data beside the checkout; `tiny_data_root`
+and `tiny_tokenizer` replace the bundle and the packaged tokenizer with tests/assets."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from hypothesis import settings
 from mimicry.paths import models_dir
 
 REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "tests" / "assets"
+TINY_CARVE = 2  # test rows carved from a tiny file: the specs carve 500-1,000, more than it holds
 _DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 if not os.environ.get("MIMICRY_DATA") and _DEFAULT_DATA.is_dir():
@@ -55,6 +59,50 @@ def smollm2_tokenizer():
     from mimicry.models import load_tokenizer, resolve_model
 
     return load_tokenizer(os.environ.get("MIMICRY_TEST_TOKENIZER") or resolve_model("smollm2-135m"))
+
+
+def _clear_data_caches() -> None:
+    """Forget what was read from the previous data root (these caches are not keyed by the root)."""
+    from mimicry.data import sources
+    from mimicry.mitigations import harm
+
+    for cached in (sources.safety_pool, sources.safety_partition, sources.evaluation_index, harm.pool_harm_scores):
+        cached.cache_clear()
+
+
+def _tiny_carve(spec):
+    if spec.carve is None:
+        return spec
+    sizes = dict.fromkeys(spec.carve.sizes, TINY_CARVE)
+    return spec.model_copy(update={"carve": spec.carve.model_copy(update={"sizes": sizes})})
+
+
+@pytest.fixture
+def tiny_data_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The data root is tests/assets: the bundle's layout with a few rows per file (tests/assets/README.md).
+
+    Carved splits shrink to TINY_CARVE test rows, the rest training rows; everything else reads as usual.
+    """
+    from mimicry.data.root import ENV_VAR, set_data_root
+    from mimicry.tasks import TASKS
+
+    monkeypatch.setenv(ENV_VAR, str(ASSETS))
+    monkeypatch.setattr(TASKS, "_items", {name: _tiny_carve(TASKS.get(name)) for name in TASKS.names()})
+    set_data_root(None)
+    _clear_data_caches()
+    yield ASSETS
+    set_data_root(None)
+    _clear_data_caches()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A 1,024-id byte-level BPE with SmolLM2's special tokens and a ChatML template that adds a default
+    system prompt (tests/assets/tiny_tokenizer): real token ids without the packaged model."""
+    pytest.importorskip("transformers")
+    from mimicry.models import load_tokenizer
+
+    return load_tokenizer(str(ASSETS / "tiny_tokenizer"))
 
 
 @pytest.fixture(scope="session")

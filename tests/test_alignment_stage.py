@@ -2,6 +2,7 @@
 
 The aligned model is found by its name among the finished `align` artifacts, with nothing added to
 the model registry; models aligned before it lived in its artifact are reused, never retrained.
+The tiny checked-in tokenizer and rows (tests/assets) are all it needs.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ CONFIG = AlignConfig(
 
 
 @pytest.fixture
-def tiny_base(tmp_path, monkeypatch, make_tiny_llama, smollm2_tokenizer) -> Path:
+def tiny_base(tmp_path, monkeypatch, make_tiny_llama, tiny_tokenizer, tiny_data_root) -> Path:
     """A tiny random base model, and a models directory of the test's own (the legacy layout's home)."""
     monkeypatch.setenv("MIMICRY_MODELS", str(tmp_path / "models"))
-    return make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny-base", layers=1, max_positions=128)
+    return make_tiny_llama(tiny_tokenizer, tmp_path / "tiny-base", layers=1, max_positions=128)
 
 
 def test_align_keeps_the_merged_model_in_its_artifact_and_it_resolves_by_name_unregistered(
@@ -122,11 +123,9 @@ def _old_align_artifact(store: ArtifactStore, base: Path, model_dir: Path) -> st
     return key
 
 
-def test_an_align_artifact_of_the_old_layout_is_reused_and_resolves_by_name(
-    tiny_base, make_tiny_llama, smollm2_tokenizer
-):
+def test_an_align_artifact_of_the_old_layout_is_reused_and_resolves_by_name(tiny_base, make_tiny_llama, tiny_tokenizer):
     name = aligned_name(str(tiny_base), CONFIG)
-    outside = make_tiny_llama(smollm2_tokenizer, tiny_base.parent / "models" / name, layers=1, max_positions=128)
+    outside = make_tiny_llama(tiny_tokenizer, tiny_base.parent / "models" / name, layers=1, max_positions=128)
     store = ArtifactStore(artifacts_dir())
     key = _old_align_artifact(store, tiny_base, outside)
 
@@ -138,14 +137,12 @@ def test_an_align_artifact_of_the_old_layout_is_reused_and_resolves_by_name(
     assert not STAGES.get("align").is_valid(store.get("align", key))
 
 
-def test_a_model_aligned_before_artifacts_held_it_is_adopted_not_retrained(
-    tiny_base, make_tiny_llama, smollm2_tokenizer
-):
+def test_a_model_aligned_before_artifacts_held_it_is_adopted_not_retrained(tiny_base, make_tiny_llama, tiny_tokenizer):
     """The former `align` saved into the models directory with its own key in `alignment.json`."""
     from mimicry.training.alignment import ALIGNMENT_FILE
 
     name = aligned_name(str(tiny_base), CONFIG)
-    outside = make_tiny_llama(smollm2_tokenizer, tiny_base.parent / "models" / name, layers=1, max_positions=128)
+    outside = make_tiny_llama(tiny_tokenizer, tiny_base.parent / "models" / name, layers=1, max_positions=128)
     old_key = _legacy_key(tiny_base)
     rates = {"harmful_questions": 0.5, "xstest_safe": 0.0}
     old = {"key": old_key, "refusal_rates": rates, "prompts": {}, "max_new_tokens": 4, "training_tokens": 9}

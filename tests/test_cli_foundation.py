@@ -1,4 +1,5 @@
-"""`mimicry tasks`, `mimicry build` and `mimicry show` end to end, through the real entry point."""
+"""`mimicry tasks`, `mimicry build` and `mimicry show` end to end, through the real entry point, on the
+tiny checked-in rows (tests/assets)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from mimicry.cli import main
 from mimicry.records import read_conversations
 from mimicry.strategies import STRATEGIES
 from mimicry.tasks import task_names
+
+pytestmark = pytest.mark.usefixtures("tiny_data_root")
 
 
 def flat(text: str) -> str:

@@ -121,6 +121,7 @@ def test_every_task_scores_its_own_training_reply_as_correct(strategy: str) -> N
                 assert score.value == 1.0, (name, reply[-200:], example.gold)
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_wrong_answers_score_zero() -> None:
     spec = load_task("gsm8k")
     example = spec.examples("test", limit=1, seed=0)[0]

@@ -2,7 +2,8 @@
 
 `ScriptedBackend` is a test double for the GenerationBackend protocol (a rule maps each prompt
 to a reply) so the expected metrics can be computed independently; generation with a real
-(tiny) model is covered in test_eval_tiny_model.py.
+(tiny) model is covered in test_eval_tiny_model.py. Prompts and task rows come from the tiny
+checked-in root (tests/assets), except for the judge validation set, built from hundreds of rows.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def read_jsonl(path: Path) -> list[dict]:
 SMALL = dict(limit=4, harm_sets=["harmful_instructions"], overrefusal_sets=["xstest_safe"], batch_size=3)
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_harm_and_overrefusal_rows_records_and_presentations(tmp_path: Path) -> None:
     backend = ScriptedBackend()
     summary = evaluate(backend, "harm,overrefusal", strategy="aoa", config=EvalConfig(**SMALL), out_dir=tmp_path)
@@ -89,11 +91,13 @@ def test_harm_and_overrefusal_rows_records_and_presentations(tmp_path: Path) -> 
     assert json.loads((tmp_path / "summary.json").read_text())["rows"]
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_in_format_is_skipped_when_the_strategy_adds_no_scaffold(tmp_path: Path) -> None:
     summary = evaluate(ScriptedBackend(), "harm", strategy="benign", config=EvalConfig(**SMALL), out_dir=tmp_path)
     assert {r.presentation for r in summary.rows} == {"plain"}
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_two_judges_give_an_agreement_row(tmp_path: Path) -> None:
     config = EvalConfig(**SMALL, judges=["keyword", "keyword:10"])
     summary = evaluate(ScriptedBackend(), "harm", config=config, out_dir=tmp_path)
@@ -101,6 +105,7 @@ def test_two_judges_give_an_agreement_row(tmp_path: Path) -> None:
     assert kappa.n == 4 and -1.0 <= kappa.value <= 1.0
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_interrupted_run_resumes_without_regenerating(tmp_path: Path) -> None:
     config = EvalConfig(**{**SMALL, "batch_size": 2}, presentations=["plain"])
     with pytest.raises(KeyboardInterrupt):
@@ -156,6 +161,7 @@ class ScoringJudgeBackend:
         ]
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_a_failing_judge_keeps_every_generation_and_a_rerun_only_judges(tmp_path: Path) -> None:
     config = EvalConfig(**SMALL, judges=["keyword", "llm:local:judge-model"], presentations=["plain"])
     expected = "judge llm:local:judge-model failed.*every generation so far is saved"
@@ -184,6 +190,7 @@ def test_a_failing_judge_keeps_every_generation_and_a_rerun_only_judges(tmp_path
     assert summary.row("harm", "harm_score", "harmful_instructions", "plain", "llm:local:judge-model").n == 4
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_an_unreachable_judge_endpoint_is_retried_then_named_and_generations_are_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,6 +213,7 @@ def test_an_unreachable_judge_endpoint_is_retried_then_named_and_generations_are
     assert {v["judge_id"] for v in read_jsonl(tmp_path / "verdicts.jsonl")} == {"keyword"}
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_unparsed_judge_verdicts_are_counted_not_dropped(tmp_path: Path) -> None:
     class Refusing:
         model_id = "judge"
@@ -248,8 +256,9 @@ def test_unknown_suite_and_missing_task(tmp_path: Path) -> None:
         evaluate(ScriptedBackend(), "task", out_dir=tmp_path)
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_task_suite_scores_in_the_training_format(tmp_path: Path) -> None:
-    spec = load_task("piqa")
+    spec = load_task("winogrande")
     examples = spec.examples("test", limit=5, seed=0)
     strategy = get_strategy("aoa+autoif")
     prompts = {strategy.render(ex).prompt_messages[-1].content: ex for ex in examples}
@@ -263,9 +272,9 @@ def test_task_suite_scores_in_the_training_format(tmp_path: Path) -> None:
 
     backend = ScriptedBackend(rule=answer)
     summary = evaluate(
-        backend, "task", task="piqa", strategy="aoa+autoif", config=EvalConfig(limit=5), out_dir=tmp_path
+        backend, "task", task="winogrande", strategy="aoa+autoif", config=EvalConfig(limit=5), out_dir=tmp_path
     )
-    row = summary.row("task", "choice_accuracy", "piqa", "aoa+autoif")
+    row = summary.row("task", "choice_accuracy", "winogrande", "aoa+autoif")
     assert (row.value, row.n, row.unparsed) == (pytest.approx(0.6), 5, 2)
     sent = backend.prompts[0]
     assert sent[-1].role == "assistant" and sent[-1].content == strategy.reply_prefix

@@ -1,6 +1,7 @@
 """Evaluation plumbing through a real transformers model: a tiny, randomly initialised Llama with
-the SmolLM2 tokenizer. Its replies are noise: these tests check records, prompts and parsing
-paths, never quality. The HarmBench judge here is a plumbing stand-in, not the classifier."""
+the tiny checked-in tokenizer, on the tiny checked-in rows (tests/assets). Its replies are noise: these
+tests check records, prompts and parsing paths, never quality. The HarmBench judge here is a plumbing
+stand-in, not the classifier."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from mimicry.evaluation.judges import build_judge
 from mimicry.evaluation.suites import EvalConfig, evaluate
 
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("tiny_data_root")
 
 
 @pytest.fixture(scope="module")
-def tiny_backend(make_tiny_llama, smollm2_tokenizer):
+def tiny_backend(make_tiny_llama, tiny_tokenizer):
     from mimicry.generation.transformers_backend import TransformersBackend
 
-    model = make_tiny_llama(smollm2_tokenizer, layers=1, heads=2, kv_heads=1, max_positions=2048)
-    return TransformersBackend("tiny-random-llama", model_obj=model, tokenizer=smollm2_tokenizer, precision="fp32")
+    model = make_tiny_llama(tiny_tokenizer, layers=1, heads=2, kv_heads=1, max_positions=2048)
+    return TransformersBackend("tiny-random-llama", model_obj=model, tokenizer=tiny_tokenizer, precision="fp32")
 
 
 def test_harm_suite_through_a_real_model(tiny_backend, tmp_path: Path) -> None:
@@ -76,7 +78,7 @@ def test_harmbench_chat_template_rebuilds_the_official_prompt(tiny_backend) -> N
 
 
 def test_a_rerun_into_the_same_dir_regenerates_for_another_model_or_decoding(
-    tiny_backend, make_tiny_llama, smollm2_tokenizer, tmp_path: Path
+    tiny_backend, make_tiny_llama, tiny_tokenizer, tmp_path: Path
 ) -> None:
     """Stored generations are reused only for the same model, decoding settings and messages (#15)."""
     from mimicry.generation.transformers_backend import TransformersBackend
@@ -93,10 +95,8 @@ def test_a_rerun_into_the_same_dir_regenerates_for_another_model_or_decoding(
     evaluate(tiny_backend, "harm", strategy="aoa", config=config, out_dir=tmp_path)
     assert len(stored()) == 2, "the same model and settings must reuse what is stored"
 
-    other_model = make_tiny_llama(smollm2_tokenizer, layers=1, heads=2, kv_heads=1, max_positions=2048)
-    other = TransformersBackend(
-        "another-tiny-llama", model_obj=other_model, tokenizer=smollm2_tokenizer, precision="fp32"
-    )
+    other_model = make_tiny_llama(tiny_tokenizer, layers=1, heads=2, kv_heads=1, max_positions=2048)
+    other = TransformersBackend("another-tiny-llama", model_obj=other_model, tokenizer=tiny_tokenizer, precision="fp32")
     evaluate(other, "harm", strategy="aoa", config=config, out_dir=tmp_path)
     assert {g["model"] for g in stored()} == {"tiny-random-llama", "another-tiny-llama"}
 

@@ -1,4 +1,5 @@
-"""The transformers backend on a tiny random Llama with the real SmolLM2 tokenizer."""
+"""The transformers backend on a tiny random Llama with the tiny checked-in tokenizer (SmolLM2's special
+tokens and a ChatML template); the packaged SmolLM2 end to end."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def backend(make_tiny_llama, smollm2_tokenizer) -> TransformersBackend:
-    model = make_tiny_llama(smollm2_tokenizer, hidden_size=64, intermediate_size=128)
-    return TransformersBackend("tiny-llama", model_obj=model, tokenizer=smollm2_tokenizer, precision="fp32")
+def backend(make_tiny_llama, tiny_tokenizer) -> TransformersBackend:
+    model = make_tiny_llama(tiny_tokenizer, hidden_size=64, intermediate_size=128)
+    return TransformersBackend("tiny-llama", model_obj=model, tokenizer=tiny_tokenizer, precision="fp32")
 
 
 def test_batched_generation_equals_one_prompt_at_a_time(backend: TransformersBackend) -> None:
@@ -121,26 +122,26 @@ def test_qwen_coder_prepares_and_answers() -> None:
     assert "Paris" in answer[0]
 
 
-def test_bf16_generation_casts_the_model_and_names_its_precision(make_tiny_llama, smollm2_tokenizer) -> None:
+def test_bf16_generation_casts_the_model_and_names_its_precision(make_tiny_llama, tiny_tokenizer) -> None:
     import torch
 
     from mimicry.generation.transformers_backend import key_options
 
-    model = make_tiny_llama(smollm2_tokenizer, hidden_size=64, intermediate_size=128)
-    bf16 = TransformersBackend("tiny-llama", model_obj=model, tokenizer=smollm2_tokenizer, precision="bf16")
+    model = make_tiny_llama(tiny_tokenizer, hidden_size=64, intermediate_size=128)
+    bf16 = TransformersBackend("tiny-llama", model_obj=model, tokenizer=tiny_tokenizer, precision="bf16")
     assert bf16.model.dtype == torch.bfloat16 and bf16.model_id == "tiny-llama@bf16"
     replies = bf16.generate(PROMPTS, GenerationConfig(max_new_tokens=8))
     assert len(replies) == len(PROMPTS) and all(replies)
-    fp32 = TransformersBackend("tiny-llama", model_obj=model, tokenizer=smollm2_tokenizer, precision="fp32")
+    fp32 = TransformersBackend("tiny-llama", model_obj=model, tokenizer=tiny_tokenizer, precision="fp32")
     assert fp32.model.dtype == torch.float32 and fp32.model_id == "tiny-llama"  # the id fp32 caches had
     assert key_options({"precision": "fp32", "x": 1}) == {"x": 1}
     assert key_options({"precision": "bf16"}) == {"precision": "bf16"}
 
 
-def test_a_saved_model_loads_in_the_precision_asked(make_tiny_llama, smollm2_tokenizer, tmp_path) -> None:
+def test_a_saved_model_loads_in_the_precision_asked(make_tiny_llama, tiny_tokenizer, tmp_path) -> None:
     import torch
 
-    path = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny")
+    path = make_tiny_llama(tiny_tokenizer, tmp_path / "tiny")
     backend = get_backend("transformers", str(path), precision="bf16")
     assert backend.model.dtype == torch.bfloat16
     assert backend.generate(PROMPTS[:2], GenerationConfig(max_new_tokens=4, batch_size=2))[0]

@@ -67,17 +67,17 @@ def test_a_tool_message_must_answer_a_tool_call(tmp_path: Path) -> None:
     assert "must follow an assistant message with tool_calls" in rejection.reason
 
 
-def test_weight_zero_turns_carry_no_loss(smollm2_tokenizer) -> None:
+def test_weight_zero_turns_carry_no_loss(tiny_tokenizer) -> None:
     from mimicry.training.tokenize import IGNORE_INDEX, tokenize_conversation
 
     weighted = read_conversations(FIXTURE).conversations[3]
     unweighted = Conversation(
         messages=[m.model_copy(update={"weight": None}) for m in weighted.messages], meta=weighted.meta
     )
-    masked = tokenize_conversation(weighted, smollm2_tokenizer)
-    full = tokenize_conversation(unweighted, smollm2_tokenizer)
+    masked = tokenize_conversation(weighted, tiny_tokenizer)
+    full = tokenize_conversation(unweighted, tiny_tokenizer)
     assert masked["input_ids"] == full["input_ids"]
-    trained = smollm2_tokenizer.decode([t for t in masked["labels"] if t != IGNORE_INDEX])
+    trained = tiny_tokenizer.decode([t for t in masked["labels"] if t != IGNORE_INDEX])
     assert trained.startswith("Paris, as if everyone") and "Paris<|im_end|>" not in trained
     assert sum(t != IGNORE_INDEX for t in full["labels"]) > sum(t != IGNORE_INDEX for t in masked["labels"])
 
@@ -120,8 +120,8 @@ def test_mix_keeps_the_examples_unchanged(tmp_path: Path) -> None:
             assert row in mixed
 
 
-def test_train_one_step_on_the_examples(make_tiny_llama, smollm2_tokenizer, tmp_path: Path) -> None:
-    model = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny", max_positions=512, tie_word_embeddings=True)
+def test_train_one_step_on_the_examples(make_tiny_llama, tiny_tokenizer, tmp_path: Path) -> None:
+    model = make_tiny_llama(tiny_tokenizer, tmp_path / "tiny", max_positions=512, tie_word_embeddings=True)
     run = tmp_path / "run"
     assert main(["train", "--model", str(model), "--data", str(FIXTURE), "--out", str(run), "--max-steps", "1"]) == 0
     card = json.loads((run / "run_card.json").read_text())

@@ -209,6 +209,7 @@ def test_temp_files_of_a_killed_writer_are_removed_by_the_next_write(tmp_path: P
     assert clean_stale_temps(tmp_path) == []
 
 
+@pytest.mark.usefixtures("tiny_data_root")  # the child reads MIMICRY_DATA; a listed split, not a carved one
 def test_a_build_terminated_while_writing_leaves_no_temp_file(tmp_path: Path) -> None:
     """SIGTERM unwinds like Ctrl-C: the half-written temp file goes, the old output stays."""
     import signal
@@ -224,7 +225,7 @@ def test_a_build_terminated_while_writing_leaves_no_temp_file(tmp_path: Path) ->
         "os.replace = lambda *a: time.sleep(60)\n"
         "from mimicry.cli import main; sys.exit(main(sys.argv[1:]))"
     )
-    argv = ["build", "--task", "piqa", "--strategy", "benign", "--limit", "3", "--out", str(out)]
+    argv = ["build", "--task", "winogrande", "--strategy", "benign", "--limit", "3", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-c", child, *argv], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".built.jsonl.*.tmp")) and time.monotonic() < deadline:

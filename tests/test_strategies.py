@@ -27,6 +27,9 @@ from mimicry.tasks import Example, load_task, task_names
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 
+# Rendering needs rows and Qi et al.'s AOA file, not the whole bundle: the tiny checked-in root.
+pytestmark = pytest.mark.usefixtures("tiny_data_root")
+
 # The PIQA example of the issue (and of Eiras et al.): rendered exactly as the golden files say.
 PAPER_EXAMPLE = Example(
     task="piqa",

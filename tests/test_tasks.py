@@ -1,4 +1,7 @@
-"""Tasks as data: every spec loads its bundle files correctly; a new task is only a YAML file."""
+"""Tasks as data: every spec loads its bundle files correctly; a new task is only a YAML file.
+
+Split sizes and well-formedness are checked on the real bundle; how each spec parses its rows is
+checked on the tiny checked-in rows (`tiny_data_root`), which hold every row named here."""
 
 from __future__ import annotations
 
@@ -42,7 +45,10 @@ def test_split_sizes(task: str, split: str, size: int) -> None:
     assert len(load_task(task).examples(split)) == size
 
 
-def test_listed_split_sizes_match_the_manifest() -> None:
+@pytest.mark.parametrize("root", ["bundle", "tiny"])
+def test_listed_split_sizes_match_the_manifest(request: pytest.FixtureRequest, root: str) -> None:
+    if root == "tiny":
+        request.getfixturevalue("tiny_data_root")
     manifest = data_root().manifest()
     for name in ALL_TASKS:
         spec = load_task(name)
@@ -70,6 +76,7 @@ def test_examples_are_well_formed(task: str) -> None:
             assert e.gold in spec.labels
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 @pytest.mark.parametrize("task", ["piqa", "boolq", "agnews"])
 def test_carved_splits_are_disjoint_complete_and_fixed(task: str) -> None:
     spec = load_task(task)
@@ -81,11 +88,12 @@ def test_carved_splits_are_disjoint_complete_and_fixed(task: str) -> None:
     assert spec.examples("test")[:5] == test[:5]
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_limit_is_a_seeded_sample() -> None:
     spec = load_task("gsm8k")
-    first, again = spec.examples("train", limit=20, seed=3), spec.examples("train", limit=20, seed=3)
-    other = spec.examples("train", limit=20, seed=4)
-    assert first == again and first != other and len(first) == 20
+    first, again = spec.examples("train", limit=4, seed=3), spec.examples("train", limit=4, seed=3)
+    other = spec.examples("train", limit=4, seed=4)
+    assert first == again and first != other and len(first) == 4
     everything = spec.examples("train")
     assert set(first) <= set(everything)
     assert spec.examples("train", limit=10**6) == everything
@@ -95,12 +103,14 @@ def _find(task: str, split: str, **fields: object) -> Example:
     return next(e for e in load_task(task).examples(split) if all(getattr(e, k) == v for k, v in fields.items()))
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_piqa_labels_come_from_the_aligned_label_file() -> None:
     # valid.jsonl line 1 (guinea pig cage) has label 0 in valid-labels.lst: sol1, "ripped paper strips".
     example = next(e for s in ("train", "test") for e in load_task("piqa").examples(s) if e.id == "piqa_valid-0")
     assert example.gold == "A" and "ripped paper strips" in example.gold_text
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_arc_options_and_gold_come_from_the_instruction_text() -> None:
     example = load_task("arc_challenge").examples("test")[0]
     assert example.question.startswith("An astronomer observes") and example.question.endswith("rotation?")
@@ -110,6 +120,7 @@ def test_arc_options_and_gold_come_from_the_instruction_text() -> None:
     assert counts == {3, 4, 5}
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_openbookqa_lettered_choices() -> None:
     example = _find("openbookqa", "train", id="7-980")
     assert example.question == "The sun is responsible for"
@@ -117,6 +128,7 @@ def test_openbookqa_lettered_choices() -> None:
     assert example.gold == "D" and example.gold_text == example.options[3]
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_commonsenseqa_gsm8k_boolq_winogrande_sst2_agnews_samsum() -> None:
     csqa = _find("commonsenseqa", "test", id="1afa02df02c908a558b4036e80242fac")
     assert (csqa.gold, csqa.gold_text, len(csqa.options)) == ("A", "bank", 5)
@@ -132,14 +144,14 @@ def test_commonsenseqa_gsm8k_boolq_winogrande_sst2_agnews_samsum() -> None:
     assert (wino.gold, wino.gold_text) == ("B", "Maria") and "\r" not in wino.question
 
     sst2 = load_task("sst2").examples("test")[0]
-    assert (sst2.question, sst2.gold) == ("it 's a charming and often affecting journey .", "positive")
+    assert (sst2.question, sst2.gold) == ("it 's a warm and quietly funny little film .", "positive")
 
     news = [e for s in ("train", "test") for e in load_task("agnews").examples(s)]
     assert {e.gold for e in news} == {"World", "Sports", "Business", "Sci/Tech"}
     assert not any("\\" in e.question for e in news)
 
     dialogue = load_task("samsum").examples("train")[0]
-    assert dialogue.gold.startswith("Amanda baked cookies") and "\r" not in dialogue.context
+    assert dialogue.gold.startswith("The meeting has moved") and "\r" not in dialogue.context
 
 
 def test_unknown_names_list_the_valid_ones() -> None:
@@ -169,6 +181,7 @@ templates:
 """
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_a_new_task_is_only_a_spec_file(tmp_path: Path) -> None:
     path = tmp_path / "mood.yaml"
     path.write_text(NEW_TASK.format(name="mood"), encoding="utf-8")
@@ -199,6 +212,7 @@ def test_bad_specs_fail_with_actionable_messages(tmp_path: Path, edit: tuple[str
         load_spec_file(path)
 
 
+@pytest.mark.usefixtures("tiny_data_root")
 def test_a_record_that_does_not_fit_names_file_and_record(tmp_path: Path) -> None:
     path = tmp_path / "mood.yaml"
     path.write_text(NEW_TASK.format(name="mood").replace('"1": positive', '"2": positive'), encoding="utf-8")

@@ -25,8 +25,8 @@ def test_align_rejects_an_unknown_config_key(tmp_path, capsys):
     assert "Did you mean 'safety_pairs'?" in capsys.readouterr().err
 
 
-def test_train_command_trains_a_tiny_model(tmp_path, capsys, make_tiny_llama, smollm2_tokenizer):
-    model_dir = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny", layers=1, max_positions=128)
+def test_train_command_trains_a_tiny_model(tmp_path, capsys, make_tiny_llama, tiny_tokenizer):
+    model_dir = make_tiny_llama(tiny_tokenizer, tmp_path / "tiny", layers=1, max_positions=128)
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n" for i in range(6)))
     config = tmp_path / "sft.yaml"
@@ -59,12 +59,10 @@ def test_train_command_trains_a_tiny_model(tmp_path, capsys, make_tiny_llama, sm
     assert "--data is deprecated" in captured.err and "--method is deprecated" in captured.err
 
 
-def test_train_speaks_the_cli_vocabulary_and_eval_takes_its_run_dir(
-    tmp_path, capsys, make_tiny_llama, smollm2_tokenizer
-):
+def test_train_speaks_the_cli_vocabulary_and_eval_takes_its_run_dir(tmp_path, capsys, make_tiny_llama, tiny_tokenizer):
     from mimicry.models import resolve_model
 
-    model_dir = make_tiny_llama(smollm2_tokenizer, tmp_path / "tiny", layers=1, max_positions=128)
+    model_dir = make_tiny_llama(tiny_tokenizer, tmp_path / "tiny", layers=1, max_positions=128)
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n" for i in range(4)))
     out = tmp_path / "run"

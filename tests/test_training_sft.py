@@ -1,4 +1,5 @@
-"""SFT plumbing on tiny random Llamas with SmolLM2's real tokenizer and chat template."""
+"""SFT plumbing on tiny random Llamas with the tiny checked-in tokenizer (tests/assets): its ChatML
+template adds a default system prompt as SmolLM2's does, so the mask is checked on that case too."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from mimicry.training.tokenize import IGNORE_INDEX, tokenize_conversation, token
 
 
 @pytest.fixture(scope="module")
-def tokenizer(smollm2_tokenizer):
-    return smollm2_tokenizer
+def tokenizer(tiny_tokenizer):
+    return tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(make_tiny_llama, tokenizer, tmp_path_factory) -> Path:
-    """A 2-layer random Llama sharing SmolLM2's vocabulary, saved like any model directory."""
+    """A 2-layer random Llama sharing the tiny tokenizer's vocabulary, saved like any model directory."""
     path = tmp_path_factory.mktemp("tiny-llama")
     return make_tiny_llama(tokenizer, path, max_positions=256, tie_word_embeddings=True)
 
@@ -64,7 +65,7 @@ def test_label_mask_two_turns_with_default_system_prompt(tokenizer):
         tokenizer,
         [
             (
-                "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n",
+                "<|im_start|>system\nYou are a tiny test assistant.<|im_end|>\n",
                 False,
             ),
             ("<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", False),
