@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_handler(args: argparse.Namespace) -> int:
     from mimicry.console import info, out
-    from mimicry.experiments.estimate import compare_timings
+    from mimicry.experiments.estimate import compare_timings, estimated_and_measured
     from mimicry.experiments.grid import load_grid
     from mimicry.experiments.report import write_report
     from mimicry.experiments.runner import run_grid
@@ -60,7 +60,7 @@ def run_handler(args: argparse.Namespace) -> int:
         )
         compared = [t for t in compare_timings(outcome.estimate, outcome.timings) if "estimate_over_measured" in t]
         if compared:
-            estimated, measured = sum(t["estimated_seconds"] for t in compared), sum(t["seconds"] for t in compared)
+            estimated, measured = estimated_and_measured(compared)
             out.print(
                 f"the {len(compared)} train and evaluate stages it computed: estimated {duration(estimated)}, "
                 f"measured {duration(measured)} (estimate / measured {estimated / measured:.2f})",

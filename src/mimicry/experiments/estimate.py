@@ -439,6 +439,12 @@ def compare_timings(estimate: GridEstimate | None, measured: list[dict[str, Any]
     return rows
 
 
+def estimated_and_measured(rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """Total estimated and measured seconds over the timing rows that have both."""
+    both = [r for r in rows if r.get("estimated_seconds") is not None and r.get("seconds")]
+    return sum(r["estimated_seconds"] for r in both), sum(r["seconds"] for r in both)
+
+
 def write_timings(path: Path, estimate: GridEstimate | None, measured: list[dict[str, Any]]) -> None:
     """This run's rows, after those of earlier runs into the directory for stages it did not compute (a rerun
     that reuses everything keeps them); the estimate is this run's."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from mimicry.errors import MimicryError
 from mimicry.evaluation.suites import MetricKey
+from mimicry.experiments.estimate import estimated_and_measured
 from mimicry.experiments.grid import BASELINE, CellKey
 from mimicry.experiments.results import RESULTS_FILE, ResultRow, read_results
 from mimicry.records import atomic_write_text
@@ -128,7 +129,7 @@ class ReportBuilder:
         harm_rows = [r for r in self.rows if r.suite == HARM_SUITE and r.metric == HARM_METRIC]
         self.harm_judge = harm_rows[0].judge if harm_rows else None
         self.provenance = self._read_json("provenance.json")
-        self.preamble = str(self._read_json("grid.json").get("preamble") or "")
+        self.preamble = str(self._read_json("grid.json").get("preamble") or "").strip()
         self.figures: list[tuple[str, str]] = []  # (title, relative path)
 
     def _read_json(self, name: str) -> dict[str, Any]:
@@ -466,7 +467,7 @@ class ReportBuilder:
                 f"| {labels.get(t['cell'], t['cell'])} | {t['stage']} | {t['seconds']:,.1f} | "
                 f"{t['estimated_seconds']:,.1f} | {ratio:.2f} | {t.get('estimate_source', '')} |"
             )
-        measured, estimated = sum(t["seconds"] for t in rows), sum(t["estimated_seconds"] for t in rows)
+        estimated, measured = estimated_and_measured(rows)
         lines.append(f"| **total** | | {measured:,.1f} | {estimated:,.1f} | {estimated / measured:.2f} | |")
         return [*lines, ""]
 
@@ -494,7 +495,7 @@ class ReportBuilder:
         lines = [
             f"# Report: {self.provenance.get('grid', self.run_dir.name)}",
             "",
-            *([self.preamble.strip(), ""] if self.preamble.strip() else []),
+            *([self.preamble, ""] if self.preamble else []),
             f"{len(self.table)} configurations, {len(self.rows)} result rows, seeds {seeds or '-'}. "
             "Values are proportions with bootstrap 95% intervals in brackets; `baseline` rows are the "
             "base (aligned) model without fine-tuning, asked in each strategy's format.",
