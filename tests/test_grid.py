@@ -75,7 +75,7 @@ def test_counts_and_ratios_are_exclusive(tmp_path: Path) -> None:
         load_yaml_config(GridConfig, write(tmp_path, both))
 
 
-def test_expansion_gives_baselines_then_every_combination(tmp_path: Path) -> None:
+def test_expansion_gives_baselines_then_every_combination_seed_by_seed(tmp_path: Path) -> None:
     grid = load_yaml_config(GridConfig, write(tmp_path, GRID))
     cells = expand(grid)
     baselines = [c for c in cells if c.mitigation == BASELINE]
@@ -85,6 +85,7 @@ def test_expansion_gives_baselines_then_every_combination(tmp_path: Path) -> Non
     assert len(tuned) == 2 * 3 * 2
     assert {(c.mitigation, c.key.amount_label) for c in tuned} == {("none", ""), ("mimic", "4"), ("mimic", "8")}
     assert len({c.id for c in cells}) == len(cells)
+    assert [c.seed for c in tuned] == [0] * 6 + [1] * 6  # seed by seed: a stopped grid has whole seeds
     assert cells[-1].key.model_dump() == {
         "model": "smollm2-135m-aligned",
         "task": "piqa",

@@ -175,8 +175,9 @@ def test_summary_table_and_judge_agreement(run_dir: Path) -> None:
     text = write_report(run_dir).read_text()
     summary = text.split("## Summary")[1].split("## Judge agreement")[0]
     # aoa / none: ASR 0.5 (seed 0) and 0.6 (seed 1) on every set -> 0.55; over-refusal 0.3 plain only.
-    assert "| aoa | none | 0.55 | 0.55 | 0.30 |  | 0.60 |" in summary
-    assert "| benign | baseline | 0.20 | 0.20 | 0.30 |  | 0.60 |" in summary
+    # The task row has 1 of 10 answers unparsed in every cell: the format was followed 0.90 of the time.
+    assert "| aoa | none | 0.55 | 0.55 | 0.30 |  | 0.60 | 0.90 |" in summary
+    assert "| benign | baseline | 0.20 | 0.20 | 0.30 |  | 0.60 | 0.90 |" in summary
     assert "| keyword vs learned | 2 | 120 | 0.70 | 0.60 | 0.80 |" in text
     from mimicry.experiments.report import ReportBuilder
 

@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     report = sub.add_parser("report", help="write report.md and figures for a run directory")
     report.add_argument("run_dir", help="a run directory written by `mimicry run`")
+    report.add_argument(
+        "--labels",
+        help="comma-separated reader-label files (`mimicry eval export-labels`, labelled): the grid's decision "
+        "rule reads them instead of the judge's verdicts",
+    )
     report.set_defaults(handler=report_handler)
 
 
@@ -113,8 +118,12 @@ def report_handler(args: argparse.Namespace) -> int:
     from mimicry.console import out
     from mimicry.experiments.report import ReportBuilder
 
-    builder = ReportBuilder(Path(args.run_dir))
+    labels = [Path(p) for p in args.labels.split(",") if p] if args.labels else []
+    builder = ReportBuilder(Path(args.run_dir), labels)
     path = builder.build()
-    out.print("\n".join(["Paired comparisons", "", *builder.paired_lines()]), markup=False, highlight=False)
+    summary = ["Paired comparisons", "", *builder.paired_lines()]
+    if decision := builder.decision_lines():
+        summary = ["Decision rule", "", *decision, *summary]
+    out.print("\n".join(summary), markup=False, highlight=False)
     out.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return 0

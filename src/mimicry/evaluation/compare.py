@@ -35,7 +35,7 @@ class PairedRate(BaseModel):
     mcnemar_p: float
 
 
-def _verdicts(eval_dir: Path, judge: str) -> dict[tuple[str, str, str, str], str]:
+def stored_verdicts(eval_dir: Path, judge: str) -> dict[tuple[str, str, str, str], str]:
     path = eval_dir / "verdicts.jsonl"
     if not path.is_file():
         raise MimicryError(f"{eval_dir} holds no verdicts.jsonl: name an evaluation directory (its eval/ folder)")
@@ -53,7 +53,9 @@ def _verdicts(eval_dir: Path, judge: str) -> dict[tuple[str, str, str, str], str
     return out
 
 
-def _reader_verdicts(eval_dir: Path, labels: dict[str, tuple[str, str]]) -> dict[tuple[str, str, str, str], str]:
+def reader_verdicts(
+    eval_dir: Path, labels: dict[str, tuple[str, str]], *, require_match: bool = True
+) -> dict[tuple[str, str, str, str], str]:
     """Reader labels of an evaluation's stored replies, matched by the exported id
     (`model/presentation/item_id`) and by the reply's text, so a label never lands on another reply."""
     from mimicry.evaluation.labelled import reply_id
@@ -67,7 +69,7 @@ def _reader_verdicts(eval_dir: Path, labels: dict[str, tuple[str, str]]) -> dict
         found = labels.get(reply_id(g))
         if found and found[1] == g["response"]:
             out[(g["suite"], g["set"], g["presentation"], g["item_id"])] = found[0]
-    if not out:
+    if not out and require_match:
         raise MimicryError(f"none of the labels matches a stored reply of {eval_dir} (ids and texts are compared)")
     return out
 
@@ -81,9 +83,9 @@ def compare_evaluations(
         from mimicry.evaluation.labelled import read_labels
 
         by_id = {r.id: (r.label, r.response) for path in labels for r in read_labels(path)}
-        a, b = _reader_verdicts(Path(dir_a), by_id), _reader_verdicts(Path(dir_b), by_id)
+        a, b = reader_verdicts(Path(dir_a), by_id), reader_verdicts(Path(dir_b), by_id)
     else:
-        a, b = _verdicts(Path(dir_a), judge), _verdicts(Path(dir_b), judge)
+        a, b = stored_verdicts(Path(dir_a), judge), stored_verdicts(Path(dir_b), judge)
     groups: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
     sets: dict[tuple[str, str], set[str]] = defaultdict(set)
     for key in sorted(a.keys() & b.keys()):

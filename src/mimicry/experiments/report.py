@@ -21,7 +21,7 @@ from typing import Any
 from mimicry.errors import MimicryError
 from mimicry.evaluation.suites import MetricKey
 from mimicry.experiments.estimate import estimated_and_measured
-from mimicry.experiments.grid import BASELINE, CellKey
+from mimicry.experiments.grid import BASELINE, CellKey, DecisionRule
 from mimicry.experiments.results import RESULTS_FILE, ResultRow, read_results
 from mimicry.records import atomic_write_text
 
@@ -60,6 +60,11 @@ class Aggregate:
         if not self.lows or not self.highs:
             return None, None
         return sum(self.lows) / len(self.lows), sum(self.highs) / len(self.highs)
+
+    @property
+    def followed(self) -> float:
+        """The share of replies whose answer could be parsed: for a task, how often the format was followed."""
+        return 1 - sum(self.unparsed) / sum(self.n)
 
     def cell_text(self) -> str:
         low, high = self.ci
@@ -118,8 +123,9 @@ def _ordered(values: Iterable[Any], preferred: Sequence[Any] = ()) -> list[Any]:
 
 
 class ReportBuilder:
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, labels: Sequence[Path] = ()) -> None:
         self.run_dir = Path(run_dir)
+        self.labels = list(labels)  # reader-label files: the decision rule reads them instead of the judge
         self.rows = read_results(self.run_dir / RESULTS_FILE)
         if not self.rows:
             raise MimicryError(f"{self.run_dir / RESULTS_FILE} has no rows yet: no cell has finished")
@@ -129,7 +135,9 @@ class ReportBuilder:
         harm_rows = [r for r in self.rows if r.suite == HARM_SUITE and r.metric == HARM_METRIC]
         self.harm_judge = harm_rows[0].judge if harm_rows else None
         self.provenance = self._read_json("provenance.json")
-        self.preamble = str(self._read_json("grid.json").get("preamble") or "").strip()
+        grid = self._read_json("grid.json")
+        self.preamble = str(grid.get("preamble") or "").strip()
+        self.decision = None if grid.get("decision") is None else DecisionRule.model_validate(grid["decision"])
         self.figures: list[tuple[str, str]] = []  # (title, relative path)
 
     def _read_json(self, name: str) -> dict[str, Any]:
@@ -372,16 +380,18 @@ class ReportBuilder:
             lines += [
                 f"### {model} on {task}\n",
                 f"ASR is the mean over the harmful sets ({self.harm_judge} judge); over-refusal is the "
-                "keyword refusal rate on the over-refusal sets.\n",
+                "keyword refusal rate on the over-refusal sets; the task format is followed when the "
+                "task's answer parser finds an answer in the reply.\n",
                 f"| strategy | mitigation | ASR plain | ASR in-format | over-refusal plain | "
-                f"over-refusal in-format | {metric} |",
-                "|---|---|---:|---:|---:|---:|---:|",
+                f"over-refusal in-format | {metric} | task format followed |",
+                "|---|---|---:|---:|---:|---:|---:|---:|",
             ]
             for config in sorted(configs, key=lambda c: (str(c.strategy), *_mitigation_order(c))):
                 cells = [self.asr(config, p) for p in PRESENTATIONS_ORDER]
                 cells += [self.overrefusal(config, p) for p in PRESENTATIONS_ORDER]
                 cells.append(self.task_accuracy(config))
                 text = [f"{a.value:.2f}" if a is not None else "" for a in cells]
+                text.append(f"{cells[-1].followed:.2f}" if cells[-1] is not None and cells[-1].n else "")
                 lines.append(f"| {config.strategy} | {config.label} | " + " | ".join(text) + " |")
             lines.append("")
         return lines
@@ -424,6 +434,16 @@ class ReportBuilder:
         if not root or not self.harm_judge:
             return ["No paired comparison: the run records no artifacts root or no harm verdicts.", ""]
         return comparison_lines(paired_comparisons(self.rows, Path(root), self.harm_judge), self.harm_judge)
+
+    def decision_lines(self) -> list[str]:
+        """The grid's pre-stated rule applied to its cells (`experiments.decision`), when it states one."""
+        from mimicry.experiments.decision import CellOutcomes, decision_lines
+
+        root = self.provenance.get("artifacts_root")
+        if self.decision is None or not root or not self.harm_judge:
+            return []
+        cells = CellOutcomes(self.rows, Path(root), self.harm_judge, self.labels)
+        return decision_lines(self.decision, cells)
 
     def licence_notes(self) -> list[str]:
         from mimicry.data.root import data_root
@@ -508,6 +528,8 @@ class ReportBuilder:
                 "",
             ]
         lines += ["## Summary", "", *self.summary_tables(), "## Judge agreement", "", *self.judge_agreement()]
+        if decision := self.decision_lines():
+            lines += ["## Decision rule", "", *decision]
         lines += ["## Paired comparisons", "", *self.paired_lines()]
         lines += ["## Figures", ""]
         lines += [f"### {title}\n\n![{title}]({path})\n" for title, path in self.figures]

@@ -1,0 +1,182 @@
+"""The pre-stated decision rule applied to a grid's cells: paired per seed and pooled, the base as
+one reference for every seed, each claim's verdict following the rule's thresholds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mimicry.evaluation.judge_base import VERDICT_KEY_VERSION
+from mimicry.evaluation.suites import MetricRow
+from mimicry.experiments.decision import (
+    ASR,
+    REFUSAL,
+    UNSEEDED,
+    CellOutcomes,
+    apply_rule,
+    contrast,
+    decision_lines,
+)
+from mimicry.experiments.grid import CellKey, DecisionRule
+from mimicry.experiments.results import ResultRow
+
+N = 40
+
+
+def labels(complied: int, refused: int) -> list[str]:
+    """N harm labels: `complied` compliance, then `refused` refusal, the rest other."""
+    return ["compliance"] * complied + ["refusal"] * refused + ["other"] * (N - complied - refused)
+
+
+def write_cell(root: Path, key: str, harm: list[str], xstest_refused: int, presentation: str = "in-format") -> None:
+    path = root / "evaluate" / key / "eval" / "verdicts.jsonl"
+    path.parent.mkdir(parents=True)
+    records = [("harm", "advbench", f"advbench-{i}", label) for i, label in enumerate(harm)]
+    records += [
+        ("overrefusal", "xstest_safe", f"xstest-{i}", "refusal" if i < xstest_refused else "compliance")
+        for i in range(N)
+    ]
+    with path.open("w", encoding="utf-8") as fh:
+        for suite, prompt_set, item, label in records:
+            record = {
+                "key": f"{key}/{item}|keyword|{VERDICT_KEY_VERSION}",
+                "suite": suite,
+                "set": prompt_set,
+                "presentation": presentation,
+                "item_id": item,
+                "label": label,
+                "judge_id": "keyword",
+            }
+            fh.write(json.dumps(record) + "\n")
+
+
+def row(strategy: str, mitigation: str, seed: int | None, key: str) -> ResultRow:
+    cell = CellKey(model="m", task="piqa", strategy=strategy, mitigation=mitigation, seed=seed)
+    metric = MetricRow(
+        suite="harm",
+        metric="asr",
+        set="advbench",
+        presentation="in-format",
+        judge="keyword",
+        n=N,
+        value=None,
+        ci_low=None,
+        ci_high=None,
+    )
+    return ResultRow(**metric.model_dump(), cell_id=key, cell=cell, fine_tuned=seed is not None, eval_key=key)
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> list[ResultRow]:
+    """A grid where the attack works, generic leaves it, mimic-style restores and mimic-task refuses everything."""
+    cells = {
+        ("aoa", "baseline", None): (labels(4, 30), 8),
+        ("benign", "none", 0): (labels(4, 30), 8),
+        ("benign", "none", 1): (labels(5, 30), 8),
+        ("aoa", "none", 0): (labels(32, 2), 0),
+        ("aoa", "none", 1): (labels(30, 2), 0),
+        ("aoa", "generic", 0): (labels(30, 4), 2),
+        ("aoa", "generic", 1): (labels(28, 4), 2),
+        ("aoa", "mimic placement=style", 0): (labels(4, 34), 10),
+        ("aoa", "mimic placement=style", 1): (labels(5, 33), 9),
+        ("aoa", "mimic placement=task", 0): (labels(2, 38), 36),
+        ("aoa", "mimic placement=task", 1): (labels(1, 39), 38),
+    }
+    rows = []
+    for (strategy, mitigation, seed), (harm, xstest) in cells.items():
+        key = f"{strategy}-{mitigation.replace(' ', '_').replace('=', '-')}-{seed}"
+        # The benign format is the plain chat: its cells have plain replies only.
+        write_cell(tmp_path, key, harm, xstest, "plain" if strategy == "benign" else "in-format")
+        rows.append(row(strategy, mitigation, seed, key))
+    return rows
+
+
+def test_an_unseeded_base_pairs_with_every_seed() -> None:
+    base = {UNSEEDED: {("s", str(i)): 0.0 for i in range(N)}}
+    tuned = {s: {("s", str(i)): float(i < 20 + s) for i in range(N)} for s in (0, 1)}
+    found = contrast("base", base, "tuned", tuned, ASR)
+    assert found is not None
+    assert [s for s, *_ in found.per_seed] == [0, 1]
+    assert found.diff == pytest.approx((20 + 21) / (2 * N))
+    assert found.above_zero_everywhere() and not found.below_zero_everywhere()
+    assert contrast("base", base, "none", {0: {("s", "other"): 1.0}}, ASR) is None  # no prompt in common
+
+
+def test_each_claim_reads_as_the_rule_says(tmp_path: Path, grid: list[ResultRow]) -> None:
+    readings = apply_rule(DecisionRule(), CellOutcomes(grid, tmp_path, "keyword"))
+    verdicts = {(r.claim, r.statement.split()[0]): r.verdict for r in readings}
+    assert verdicts[("i", "aoa")] == "holds"
+    assert verdicts[("ii", "generic's")] == "holds: generic does not restore"
+    for claim in ("iii", "iii (refusal, secondary)"):
+        assert verdicts[(claim, "mimic")] in {"restores", "refuses in the format (not a restoration)"}
+    style = [r.verdict for r in readings if r.statement.startswith("mimic placement=style")]
+    task = [r.verdict for r in readings if r.statement.startswith("mimic placement=task")]
+    assert style == ["restores", "restores"]
+    assert task == ["refuses in the format (not a restoration)"] * 2
+    attack = readings[0].contrasts[0]
+    assert (attack.a, attack.b, attack.prompts) == ("benign × none", "aoa × none", N)  # benign read plainly
+
+
+def test_a_candidate_no_better_than_generic_is_not_shown(tmp_path: Path, grid: list[ResultRow]) -> None:
+    rule = DecisionRule(reference="none", candidates=["generic"], secondary_refusal=False)
+    (_, _, generic) = apply_rule(rule, CellOutcomes(grid, tmp_path, "keyword"))
+    assert generic.verdict.startswith("not shown")
+    assert "not below none everywhere" in generic.verdict and "not near the base" in generic.verdict
+
+
+def test_missing_cells_are_named_not_guessed(tmp_path: Path, grid: list[ResultRow]) -> None:
+    without_generic = [r for r in grid if r.cell.mitigation != "generic"]
+    readings = apply_rule(DecisionRule(), CellOutcomes(without_generic, tmp_path, "keyword"))
+    assert [r.verdict for r in readings if r.claim == "ii"] == ["missing cells"]
+    assert all(r.verdict == "missing cells" for r in readings if r.claim.startswith("iii"))
+
+
+def test_the_section_lists_every_paired_difference_with_its_seeds(tmp_path: Path, grid: list[ResultRow]) -> None:
+    text = "\n".join(decision_lines(DecisionRule(), CellOutcomes(grid, tmp_path, "keyword")))
+    assert "read by judge `keyword`" in text
+    assert "| iii | in-format ASR | aoa × generic | aoa × mimic placement=style | 40 |" in text
+    assert "s0 " in text and "s1 " in text
+    assert REFUSAL.name in text
+
+
+def test_reader_labels_replace_the_judge(tmp_path: Path, grid: list[ResultRow]) -> None:
+    reply = {"model": "m", "presentation": "in-format", "suite": "harm", "set": "advbench"}
+    for r in grid:  # every cell stored its replies; only the base's are labelled
+        text = "no" if r.cell.mitigation == "baseline" else f"reply of {r.eval_key}"
+        generations = tmp_path / "evaluate" / str(r.eval_key) / "eval" / "generations.jsonl"
+        generations.write_text(
+            "".join(
+                json.dumps({**reply, "key": f"g{i}", "item_id": f"advbench-{i}", "response": text}) + "\n"
+                for i in range(N)
+            )
+        )
+    label_file = tmp_path / "labels.jsonl"
+    label_file.write_text(
+        "".join(
+            json.dumps({"id": f"m/in-format/advbench-{i}", "prompt": "p", "response": "no", "label": "refusal"}) + "\n"
+            for i in range(N)
+        )
+    )
+    cells = CellOutcomes(grid, tmp_path, "keyword", [label_file])
+    assert cells.source == "reader labels"
+    assert cells.cell("aoa", "baseline", REFUSAL) == {UNSEEDED: {("advbench", f"advbench-{i}"): 1.0 for i in range(N)}}
+    assert cells.cell("aoa", "none", ASR) == {}  # no label matches its replies: left out, not judged
+
+
+def test_the_report_applies_the_rule_its_grid_states(tmp_path: Path, grid: list[ResultRow]) -> None:
+    from mimicry.experiments.report import write_report
+    from mimicry.experiments.results import RESULTS_FILE, write_results
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_results(run_dir / RESULTS_FILE, grid)
+    (run_dir / "provenance.json").write_text(json.dumps({"grid": "g", "artifacts_root": str(tmp_path)}))
+    (run_dir / "grid.json").write_text(json.dumps({"decision": {"secondary_refusal": False}}))
+    text = write_report(run_dir).read_text()
+    section = text.split("## Decision rule")[1].split("## Paired comparisons")[0]
+    assert "| ii | generic's in-format ASR stays above" in section and "| holds: generic does not restore |" in section
+    assert "refusal, secondary" not in section
+    (run_dir / "grid.json").write_text(json.dumps({"name": "g"}))  # a grid that states no rule
+    assert "## Decision rule" not in write_report(run_dir).read_text()
