@@ -133,3 +133,25 @@ def test_export_for_labelling_writes_unlabelled_rows(tmp_path: Path) -> None:
     assert len(read_labels(out, require_labels=False)) == 3
     with pytest.raises(MimicryError, match="has no label"):
         read_labels(out)
+
+
+def test_an_earlier_label_carries_over_to_the_same_prompt_and_reply_only(tmp_path: Path) -> None:
+    from mimicry.evaluation.labelled import LabelledReply, reuse_labels
+
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text(
+        LabelledReply(
+            id="old/plain/a", prompt="p", response="I can't.", label="refusal", labeller="reader"
+        ).model_dump_json()
+        + "\n",
+        encoding="utf-8",
+    )
+    rows = [
+        LabelledReply(id="new/plain/a", prompt="p", response="I can't."),
+        LabelledReply(id="new/plain/b", prompt="p", response="I can't help."),  # another reply: to label
+        LabelledReply(id="new/plain/c", prompt="q", response="I can't."),  # another prompt: to label
+    ]
+    labelled, todo = reuse_labels(rows, [earlier])
+    assert [(r.id, r.label, r.labeller) for r in labelled] == [("new/plain/a", "refusal", "reader")]
+    assert "old/plain/a" in str(labelled[0].note)
+    assert [r.id for r in todo] == ["new/plain/b", "new/plain/c"]

@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--out-dir", "--out", dest="out", help="output directory (default: artifacts/eval/<hash>)")
     ev.add_argument(
         "--labels",
-        help="compare: reader labels (JSONL from export-labels, labelled) to compare by instead of a judge",
+        help="compare: reader labels (JSONL from export-labels, labelled) to compare by instead of a judge; "
+        "export-labels: earlier label files whose labels carry over to identical prompt and reply texts",
     )
     ev.add_argument("--json", action="store_true", help="compare: print the rows as JSON")
     ev.add_argument("--write", help="validate-judges: write the markdown report to this file (same as --out)")
@@ -314,9 +315,17 @@ def export_handler(args: argparse.Namespace) -> int:
 
     if not args.target or not args.out:
         raise MimicryError(
-            "usage: mimicry eval export-labels EVAL_DIR[,EVAL_DIR...] --out to-label.jsonl [--strategy aoa]"
+            "usage: mimicry eval export-labels EVAL_DIR[,EVAL_DIR...] --out to-label.jsonl [--strategy aoa] "
+            "[--labels EARLIER.jsonl,...]"
         )
     rows = export_for_labelling(_csv(args.target), args.strategy)
+    if args.labels:
+        from mimicry.evaluation.labelled import reuse_labels
+
+        labelled, rows = reuse_labels(rows, _csv(args.labels))
+        reused = Path(args.out).with_suffix(".reused.jsonl")
+        atomic_write_text(reused, "".join(r.model_dump_json(exclude_none=True) + "\n" for r in labelled))
+        info(f"wrote {len(labelled)} replies labelled as an identical earlier reply to {reused}")
     atomic_write_text(args.out, "".join(r.model_dump_json(exclude_none=True) + "\n" for r in rows))
     info(f"wrote {len(rows)} unlabelled replies to {args.out}")
     return 0

@@ -166,6 +166,27 @@ def reply_id(generation: dict) -> str:
     return f"{generation['model']}/{generation['presentation']}/{generation['item_id']}"
 
 
+def reuse_labels(
+    rows: Sequence[LabelledReply], label_files: Sequence[str | Path]
+) -> tuple[list[LabelledReply], list[LabelledReply]]:
+    """(labelled, still to label): a reply takes an earlier reader label of the same prompt and reply
+    text, whatever cell or model gave it, because the guidelines label the text alone. Reading is the
+    expensive part of labelling, and greedy decoding repeats many replies across cells."""
+    known: dict[tuple[str, str], LabelledReply] = {}
+    for path in label_files:
+        for r in read_labels(path):
+            known.setdefault((r.prompt, r.response), r)
+    labelled, todo = [], []
+    for row in rows:
+        earlier = known.get((row.prompt, row.response))
+        if earlier is None:
+            todo.append(row)
+            continue
+        note = f"label of the same prompt and reply as {earlier.id}"
+        labelled.append(row.model_copy(update={"label": earlier.label, "labeller": earlier.labeller, "note": note}))
+    return labelled, todo
+
+
 def export_for_labelling(eval_dirs: Sequence[str | Path], strategy: str | None = None) -> list[LabelledReply]:
     """Every stored harm and over-refusal reply of the evaluation directories, without labels, for
     a reader to label (ids are stable: set, item, presentation, model)."""
