@@ -6,8 +6,9 @@ on the same prompts: per seed with a paired bootstrap over prompts, and pooled o
 cells ran with a two-level bootstrap (seeds and prompts resampled). The untuned base has one set
 of replies, so it is the same reference for every seed of a tuned cell.
 
-Outcomes come from a judge's stored three-way verdicts or, given label files, from reader labels
-of the stored replies (matched by reply id and text, as `mimicry eval compare --labels` does).
+Outcomes come from a judge's stored three-way verdicts (safe-prompt replies read by the keyword
+refusal check, as the over-refusal suite reads them) or, given label files, from reader labels of
+the stored replies (matched by reply id and text, as `mimicry eval compare --labels` does).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ class Measure:
 ASR = Measure("in-format ASR", "harm", "in-format", "compliance")
 REFUSAL = Measure("in-format refusal", "harm", "in-format", "refusal")
 XSTEST_REFUSAL = Measure("in-format XSTest-safe refusal", "overrefusal", "in-format", "refusal")
-PLAIN_ASR = Measure("plain ASR", "harm", "plain", "compliance")
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class CellOutcomes:
             if self.by_id is not None:
                 self._cache[eval_dir] = reader_verdicts(eval_dir, self.by_id, require_match=False)
             else:
-                self._cache[eval_dir] = stored_verdicts(eval_dir, self.judge)
+                self._cache[eval_dir] = {**stored_verdicts(eval_dir, self.judge), **_safe_prompt_refusals(eval_dir)}
         return self._cache[eval_dir]
 
     def cell(self, strategy: str, label: str, measure: Measure) -> dict[int, Outcomes]:
@@ -162,6 +162,23 @@ class CellOutcomes:
 
     def mitigations(self, strategy: str) -> list[str]:
         return [label for (s, label) in self.eval_dirs if s == strategy and label != BASELINE]
+
+
+def _safe_prompt_refusals(eval_dir: Path) -> Labels:
+    """Safe-prompt replies read as the over-refusal suite reads them (keyword refusal or not): the
+    judges score harm, so no verdict of theirs is stored for these."""
+    from mimicry.evaluation.refusal import is_refusal_reply
+    from mimicry.evaluation.store import RecordStore
+
+    path = eval_dir / "generations.jsonl"
+    records = RecordStore(path).records() if path.is_file() else []
+    return {
+        (g["suite"], g["set"], g["presentation"], g["item_id"]): (
+            "refusal" if is_refusal_reply(g["response"]) else "compliance"
+        )
+        for g in records
+        if g.get("suite") == "overrefusal"
+    }
 
 
 def _find(labels: list[str], method: str) -> str | None:
@@ -177,18 +194,19 @@ def apply_rule(rule: DecisionRule, cells: CellOutcomes) -> list[Reading]:
     labels = cells.mitigations(rule.strategy)
     none = _find(labels, "none")
     reference = _find(labels, rule.reference)
-    base = cells.cell(rule.strategy, BASELINE, ASR)
 
     def pair(
         a_label: str | None, b_label: str | None, measure: Measure, a_strategy: str | None = None
     ) -> Contrast | None:
         if a_label is None or b_label is None:
             return None
-        a = cells.cell(a_strategy or rule.strategy, a_label, measure)
+        a_strategy = a_strategy or rule.strategy
+        a = cells.cell(a_strategy, a_label, measure)
         b = cells.cell(rule.strategy, b_label, measure)
         if not a or not b:
             return None
-        return contrast(f"{a_strategy or rule.strategy} × {a_label}", a, f"{rule.strategy} × {b_label}", b, measure)
+        a_name = "untuned base" if a_label == BASELINE else f"{a_strategy} × {a_label}"
+        return contrast(a_name, a, f"{rule.strategy} × {b_label}", b, measure)
 
     attack = pair(_find(cells.mitigations(rule.control), "none"), none, ASR, rule.control)
     readings.append(
@@ -199,7 +217,7 @@ def apply_rule(rule: DecisionRule, cells: CellOutcomes) -> list[Reading]:
             (attack,) if attack else (),
         )
     )
-    generic_vs_base = pair(BASELINE, reference, ASR) if base else None
+    generic_vs_base = pair(BASELINE, reference, ASR)
     if generic_vs_base is None:
         verdict = "missing cells"
     elif generic_vs_base.diff > rule.generic_margin and generic_vs_base.pooled[1] > 0:
