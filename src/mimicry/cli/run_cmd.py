@@ -124,6 +124,6 @@ def report_handler(args: argparse.Namespace) -> int:
     summary = ["Paired comparisons", "", *builder.paired_lines()]
     if decision := builder.decision_lines():
         summary = ["Decision rule", "", *decision, *summary]
-    out.print("\n".join(summary), markup=False, highlight=False)
+    out.print("\n".join(summary), markup=False, highlight=False, soft_wrap=True)
     out.print(f"wrote {path}", highlight=False, soft_wrap=True)
     return 0

@@ -217,11 +217,11 @@ def apply_rule(rule: DecisionRule, cells: CellOutcomes) -> list[Reading]:
             (attack,) if attack else (),
         )
     )
-    generic_vs_base = pair(BASELINE, reference, ASR)
-    if generic_vs_base is None:
+    reference_vs_base = pair(BASELINE, reference, ASR)
+    if reference_vs_base is None:
         verdict = "missing cells"
-    elif generic_vs_base.diff > rule.generic_margin and generic_vs_base.pooled[1] > 0:
-        verdict = "holds: generic does not restore"
+    elif reference_vs_base.diff > rule.generic_margin and reference_vs_base.pooled[1] > 0:
+        verdict = f"holds: {reference} does not restore"
     else:
         verdict = "not shown"
     readings.append(
@@ -230,7 +230,7 @@ def apply_rule(rule: DecisionRule, cells: CellOutcomes) -> list[Reading]:
             f"{reference or rule.reference}'s in-format ASR stays above the untuned base's by more than "
             f"{rule.generic_margin:g} (CI excluding 0)",
             verdict,
-            (generic_vs_base,) if generic_vs_base else (),
+            (reference_vs_base,) if reference_vs_base else (),
         )
     )
     candidates = rule.candidates or [x for x in labels if x not in (none, reference)]
