@@ -195,3 +195,18 @@ def test_the_report_applies_the_rule_its_grid_states(tmp_path: Path, grid: list[
     assert "refusal, secondary" not in section
     (run_dir / "grid.json").write_text(json.dumps({"name": "g"}))  # a grid that states no rule
     assert "## Decision rule" not in write_report(run_dir).read_text()
+
+
+def test_one_id_with_two_texts_keeps_both_labels(tmp_path: Path) -> None:
+    """The base asked plainly in two strategies' evaluations shares reply ids; its texts may differ."""
+    from mimicry.evaluation.compare import reader_label_index
+
+    files = []
+    for name, reply, label in (("a", "I can't.", "refusal"), ("b", "Step 1: ...", "compliance")):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(json.dumps({"id": "m/plain/x", "prompt": "p", "response": reply, "label": label}) + "\n")
+        files.append(path)
+    assert reader_label_index(files) == {
+        ("m/plain/x", "I can't."): "refusal",
+        ("m/plain/x", "Step 1: ..."): "compliance",
+    }

@@ -53,8 +53,16 @@ def stored_verdicts(eval_dir: Path, judge: str) -> dict[tuple[str, str, str, str
     return out
 
 
+def reader_label_index(paths: Sequence[str | Path]) -> dict[tuple[str, str], str]:
+    """(reply id, reply text) -> label over label files. Two cells of one model can share an id
+    (the base asked plainly in two strategies' evaluations) with different texts: both are kept."""
+    from mimicry.evaluation.labelled import read_labels
+
+    return {(r.id, r.response): str(r.label) for path in paths for r in read_labels(path)}
+
+
 def reader_verdicts(
-    eval_dir: Path, labels: dict[str, tuple[str, str]], *, require_match: bool = True
+    eval_dir: Path, labels: dict[tuple[str, str], str], *, require_match: bool = True
 ) -> dict[tuple[str, str, str, str], str]:
     """Reader labels of an evaluation's stored replies, matched by the exported id
     (`model/presentation/item_id`) and by the reply's text, so a label never lands on another reply."""
@@ -66,9 +74,9 @@ def reader_verdicts(
         raise MimicryError(f"{eval_dir} holds no generations.jsonl: name an evaluation directory (its eval/ folder)")
     out: dict[tuple[str, str, str, str], str] = {}
     for g in RecordStore(path).records():
-        found = labels.get(reply_id(g))
-        if found and found[1] == g["response"]:
-            out[(g["suite"], g["set"], g["presentation"], g["item_id"])] = found[0]
+        found = labels.get((reply_id(g), g["response"]))
+        if found:
+            out[(g["suite"], g["set"], g["presentation"], g["item_id"])] = found
     if not out and require_match:
         raise MimicryError(f"none of the labels matches a stored reply of {eval_dir} (ids and texts are compared)")
     return out
@@ -80,10 +88,8 @@ def compare_evaluations(
     """Every label's rate per (suite, set, presentation) on the prompts present in both evaluations,
     by a judge's stored verdicts or, when label files are given, by the readers' labels."""
     if labels:
-        from mimicry.evaluation.labelled import read_labels
-
-        by_id = {r.id: (r.label, r.response) for path in labels for r in read_labels(path)}
-        a, b = reader_verdicts(Path(dir_a), by_id), reader_verdicts(Path(dir_b), by_id)
+        index = reader_label_index(labels)
+        a, b = reader_verdicts(Path(dir_a), index), reader_verdicts(Path(dir_b), index)
     else:
         a, b = stored_verdicts(Path(dir_a), judge), stored_verdicts(Path(dir_b), judge)
     groups: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimicry.errors import MimicryError
-from mimicry.evaluation.compare import reader_verdicts, stored_verdicts
+from mimicry.evaluation.compare import reader_label_index, reader_verdicts, stored_verdicts
 from mimicry.evaluation.metrics import paired_bootstrap_diff, two_level_bootstrap_mean
 from mimicry.experiments.grid import BASELINE, DecisionRule
 from mimicry.experiments.results import ResultRow
@@ -137,21 +137,17 @@ class CellOutcomes:
                     artifacts_root / "evaluate" / r.eval_key / "eval"
                 )
         self.judge = judge
-        self.by_id: dict[str, tuple[str, str]] | None = None
-        if labels:
-            from mimicry.evaluation.labelled import read_labels
-
-            self.by_id = {r.id: (r.label, r.response) for path in labels for r in read_labels(path)}
+        self.reader_labels = reader_label_index(labels) if labels else None
         self._cache: dict[Path, Labels] = {}
 
     @property
     def source(self) -> str:
-        return "reader labels" if self.by_id is not None else f"judge `{self.judge}`"
+        return "reader labels" if self.reader_labels is not None else f"judge `{self.judge}`"
 
     def labels(self, eval_dir: Path) -> Labels:
         if eval_dir not in self._cache:
-            if self.by_id is not None:
-                self._cache[eval_dir] = reader_verdicts(eval_dir, self.by_id, require_match=False)
+            if self.reader_labels is not None:
+                self._cache[eval_dir] = reader_verdicts(eval_dir, self.reader_labels, require_match=False)
             else:
                 self._cache[eval_dir] = {**stored_verdicts(eval_dir, self.judge), **_safe_prompt_refusals(eval_dir)}
         return self._cache[eval_dir]
