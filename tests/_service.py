@@ -30,7 +30,10 @@ def uvicorn_server(app):
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # Keep-alive longer than any pause between a test's requests: with uvicorn's 5 s, a loaded machine
+    # races the server closing an idle connection against the client reusing it ("Server disconnected").
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=300)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
