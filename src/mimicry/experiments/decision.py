@@ -213,7 +213,7 @@ def apply_rule(rule: DecisionRule, cells: CellOutcomes) -> list[Reading]:
         if attack is None:
             verdict = "missing cells"
         else:
-            verdict = "holds" if (attack.pooled[1] > 0 if sign > 0 else attack.pooled[2] < 0) else "not shown"
+            verdict = "holds" if _excludes_zero_towards(sign, attack.pooled) else "not shown"
         readings.append(
             Reading(
                 "i" + suffix,
@@ -226,8 +226,8 @@ def apply_rule(rule: DecisionRule, cells: CellOutcomes) -> list[Reading]:
         if reference_vs_base is None:
             verdict = "missing cells"
         else:
-            diff, low, high = reference_vs_base.pooled
-            beyond = sign * diff > rule.generic_margin and (low > 0 if sign > 0 else high < 0)
+            pooled = reference_vs_base.pooled
+            beyond = sign * pooled[0] > rule.generic_margin and _excludes_zero_towards(sign, pooled)
             verdict = f"holds: {reference} does not restore" if beyond else "not shown"
         side = "above" if sign > 0 else "below"
         readings.append(
@@ -244,6 +244,12 @@ def apply_rule(rule: DecisionRule, cells: CellOutcomes) -> list[Reading]:
         for measure in measures:
             readings.append(_restoration(rule, measure, candidate, reference, pair))
     return readings
+
+
+def _excludes_zero_towards(sign: int, pooled: tuple[float, float, float]) -> bool:
+    """Whether a (difference, low, high) interval lies wholly above 0 (`sign` 1) or below it (-1)."""
+    _, low, high = pooled
+    return low > 0 if sign > 0 else high < 0
 
 
 def _restoration(
