@@ -66,6 +66,7 @@ def materialize(store: ArtifactStore, stage: Stage, inputs: Inputs, config: Conf
     """
     from mimicry.console import warn
     from mimicry.errors import MimicryError
+    from mimicry.memory import release_memory
 
     key = stage.key(inputs, config)
     with store.lock(stage.name, key):
@@ -86,6 +87,8 @@ def materialize(store: ArtifactStore, stage: Stage, inputs: Inputs, config: Conf
             work = store.begin(stage.name, key, resume=False)
             resuming = False
             outputs = stage.run(inputs, config, work)
+        finally:
+            release_memory()  # a grid runs every cell in this process: it must not keep each stage's heap
         # A resumed stage's wall time misses the killed attempt's: the cost estimate does not calibrate on it.
         timings = {**watch.record(), "resumed": resuming}
         record = {**stage.identity(inputs, config), "outputs": outputs, "timings": timings}
