@@ -25,6 +25,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mimicry.console import info, warn
+from mimicry.memory import release_memory
 from mimicry.service.db import Checkpoint, File, GateBaseline, Job, JobEvent, TunedModel, new_id, now
 from mimicry.service.gate import JobContext, JobFailed, Stopped, run_guard
 from mimicry.service.runtime import Runtime
@@ -215,6 +216,7 @@ class Worker:
         finally:
             heartbeat.done.set()
             heartbeat.join()
+            release_memory()  # a worker runs job after job: it must not keep each one's heap
 
     def _release(self, job: Job, outcome: Any) -> None:
         held_here = (Job.lease_owner == self.id) & (Job.status == "running")
