@@ -86,7 +86,8 @@ def test_there_is_no_import_circle() -> None:
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(names.split())
     for names in (
-        "mimicry errors config hashing registry paths console text sampling records data hardware memory provenance artifacts",
+        "mimicry errors config hashing registry paths console text sampling records data hardware memory provenance"
+        " artifacts",
         "models tasks",
         "strategies generation",
         "evaluation",
