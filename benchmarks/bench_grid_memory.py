@@ -20,13 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
+
 
 def resident_gib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2**20
-    raise RuntimeError("no VmRSS in /proc/self/status (this benchmark needs Linux)")
+    return psutil.Process().memory_info().rss / 2**30
 
 
 def one_side(args: argparse.Namespace) -> None:
