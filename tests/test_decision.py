@@ -82,24 +82,27 @@ def row(strategy: str, mitigation: str, seed: int | None, key: str) -> ResultRow
     return ResultRow(**metric.model_dump(), cell_id=key, cell=cell, fine_tuned=seed is not None, eval_key=key)
 
 
+# A grid where the attack works, generic leaves it, mimic-style restores and mimic-task refuses everything:
+# (strategy, mitigation, seed) -> (harm labels, XSTest-safe prompts refused).
+GRID_CELLS = {
+    ("aoa", "baseline", None): (labels(4, 30), 8),
+    ("benign", "none", 0): (labels(4, 30), 8),
+    ("benign", "none", 1): (labels(5, 30), 8),
+    ("aoa", "none", 0): (labels(32, 2), 0),
+    ("aoa", "none", 1): (labels(30, 2), 0),
+    ("aoa", "generic", 0): (labels(30, 4), 2),
+    ("aoa", "generic", 1): (labels(28, 4), 2),
+    ("aoa", "mimic placement=style", 0): (labels(4, 34), 10),
+    ("aoa", "mimic placement=style", 1): (labels(5, 33), 9),
+    ("aoa", "mimic placement=task", 0): (labels(2, 38), 36),
+    ("aoa", "mimic placement=task", 1): (labels(1, 39), 38),
+}
+
+
 @pytest.fixture
 def grid(tmp_path: Path) -> list[ResultRow]:
-    """A grid where the attack works, generic leaves it, mimic-style restores and mimic-task refuses everything."""
-    cells = {
-        ("aoa", "baseline", None): (labels(4, 30), 8),
-        ("benign", "none", 0): (labels(4, 30), 8),
-        ("benign", "none", 1): (labels(5, 30), 8),
-        ("aoa", "none", 0): (labels(32, 2), 0),
-        ("aoa", "none", 1): (labels(30, 2), 0),
-        ("aoa", "generic", 0): (labels(30, 4), 2),
-        ("aoa", "generic", 1): (labels(28, 4), 2),
-        ("aoa", "mimic placement=style", 0): (labels(4, 34), 10),
-        ("aoa", "mimic placement=style", 1): (labels(5, 33), 9),
-        ("aoa", "mimic placement=task", 0): (labels(2, 38), 36),
-        ("aoa", "mimic placement=task", 1): (labels(1, 39), 38),
-    }
     rows = []
-    for (strategy, mitigation, seed), (harm, xstest) in cells.items():
+    for (strategy, mitigation, seed), (harm, xstest) in GRID_CELLS.items():
         key = f"{strategy}-{mitigation.replace(' ', '_').replace('=', '-')}-{seed}"
         # The benign format is the plain chat: its cells have plain replies only.
         write_cell(tmp_path, key, harm, xstest, "plain" if strategy == "benign" else "in-format")
@@ -213,3 +216,68 @@ def test_one_id_with_two_texts_keeps_both_labels(tmp_path: Path) -> None:
         ("m/plain/x", "I can't."): "refusal",
         ("m/plain/x", "Step 1: ..."): "compliance",
     }
+
+
+def write_label_cells(root: Path) -> Path:
+    """The fixture grid's cells as reader-label files and the YAML that lists them."""
+    root.mkdir(exist_ok=True)
+    cells = []
+    for (strategy, mitigation, seed), (harm, xstest) in GRID_CELLS.items():
+        presentation = "plain" if strategy == "benign" else "in-format"
+        name = f"{strategy}-{mitigation.replace(' ', '_').replace('=', '-')}-{seed}.jsonl"
+        rows = [("harmful", "advbench", i, label) for i, label in enumerate(harm)]
+        rows += [("safe", "xstest_safe", i, "refusal" if i < xstest else "compliance") for i in range(N)]
+        (root / name).write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "id": f"{name}/{presentation}/{prompt_set}-{i}",
+                        "prompt": "p",
+                        "response": "r",
+                        "label": label,
+                        "presentation": presentation,
+                        "prompt_set": prompt_set,
+                        "prompt_kind": kind,
+                    }
+                )
+                + "\n"
+                for kind, prompt_set, i, label in rows
+            )
+        )
+        seed_field = "" if seed is None else f", seed: {seed}"
+        cells.append(f"  - {{strategy: {strategy}, mitigation: '{mitigation}'{seed_field}, labels: [{name}]}}")
+    (root / "grid.yaml").write_text(
+        "name: g\nmodels: [{name: m}]\ntasks: [piqa]\nstrategies: [aoa]\nmitigations: [{method: none}]\ndecision: {}\n"
+    )
+    manifest = root / "cells.yaml"
+    manifest.write_text("config: grid.yaml\ncells:\n" + "\n".join(cells) + "\n")
+    return manifest
+
+
+def test_label_files_alone_give_the_readings_of_the_stored_verdicts(tmp_path: Path, grid: list[ResultRow]) -> None:
+    """Where the stored replies are gone, the same labels read from label files decide the same way."""
+    from mimicry.config import load_yaml_config
+    from mimicry.experiments.decision import LabelFileCells, LabelledGrid
+
+    manifest = write_label_cells(tmp_path / "labels")
+    from_files = LabelFileCells(load_yaml_config(LabelledGrid, manifest), manifest.parent)
+    from_store = CellOutcomes(grid, tmp_path, "keyword")
+    assert [(r.claim, r.verdict) for r in apply_rule(DecisionRule(), from_files)] == [
+        (r.claim, r.verdict) for r in apply_rule(DecisionRule(), from_store)
+    ]
+
+
+def test_mimicry_decide_prints_the_rule_and_rejects_labels_it_cannot_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mimicry.cli import main
+
+    manifest = write_label_cells(tmp_path)
+    assert main(["decide", str(manifest)]) == 0
+    printed = capsys.readouterr().out
+    assert "read by reader labels (label files)" in printed
+    assert "| iii | mimic placement=style restores" in printed
+    unplaced = tmp_path / "aoa-none-0.jsonl"
+    unplaced.write_text(json.dumps({"id": "m/in-format/advbench-0", "prompt": "p", "response": "r", "label": "other"}))
+    assert main(["decide", str(manifest)]) == 2
+    assert "lacks prompt_kind, prompt_set or presentation" in capsys.readouterr().err

@@ -31,6 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     report.set_defaults(handler=report_handler)
 
+    decide = sub.add_parser(
+        "decide",
+        help="apply a grid's pre-stated decision rule to reader-labelled cells listed in a YAML, where the "
+        "grid's stored replies are gone (e.g. docs/results/evidence/cells.yaml)",
+    )
+    decide.add_argument("cells", help="YAML: `config` (the grid) and `cells` (strategy, mitigation, seed, labels)")
+    decide.add_argument("--out", help="write the markdown section here instead of printing it")
+    decide.set_defaults(handler=decide_handler)
+
 
 def run_handler(args: argparse.Namespace) -> int:
     from mimicry.console import info, out
@@ -126,4 +135,26 @@ def report_handler(args: argparse.Namespace) -> int:
         summary = ["Decision rule", "", *decision, *summary]
     out.print("\n".join(summary), markup=False, highlight=False, soft_wrap=True)
     out.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def decide_handler(args: argparse.Namespace) -> int:
+    from mimicry.config import load_yaml_config
+    from mimicry.console import info, out
+    from mimicry.errors import MimicryError
+    from mimicry.experiments.decision import LabelFileCells, LabelledGrid, decision_lines
+    from mimicry.experiments.grid import GridConfig
+    from mimicry.records import atomic_write_text
+
+    path = Path(args.cells)
+    labelled = load_yaml_config(LabelledGrid, path)
+    grid = load_yaml_config(GridConfig, path.parent / labelled.config)
+    if grid.decision is None:
+        raise MimicryError(f"{labelled.config} states no decision rule (`decision:`)")
+    text = "\n".join(decision_lines(grid.decision, LabelFileCells(labelled, path.parent)))
+    if args.out:
+        atomic_write_text(args.out, text)
+        info(f"wrote {args.out}")
+    else:
+        out.print(text, highlight=False, soft_wrap=True, markup=False)
     return 0

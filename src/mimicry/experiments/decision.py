@@ -8,7 +8,9 @@ of replies, so it is the same reference for every seed of a tuned cell.
 
 Outcomes come from a judge's stored three-way verdicts (safe-prompt replies read by the keyword
 refusal check, as the over-refusal suite reads them) or, given label files, from reader labels of
-the stored replies (matched by reply id and text, as `mimicry eval compare --labels` does).
+the stored replies (matched by reply id and text, as `mimicry eval compare --labels` does). Where
+a grid's artifacts are gone (each session of a long grid may start on a fresh machine), the rule
+reads the reader-label files alone, listed cell by cell in a YAML (`LabelledGrid`, `mimicry decide`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from pydantic import Field
+
+from mimicry.config import StrictModel
 from mimicry.errors import MimicryError
 from mimicry.evaluation.compare import reader_label_index, reader_verdicts, stored_verdicts
 from mimicry.evaluation.metrics import paired_bootstrap_diff, two_level_bootstrap_mean
@@ -160,6 +166,65 @@ class CellOutcomes:
         return [label for (s, label) in self.eval_dirs if s == strategy and label != BASELINE]
 
 
+class Cells(Protocol):
+    """What the rule reads: each cell's outcomes by seed, and which mitigations ran."""
+
+    @property
+    def source(self) -> str: ...
+
+    def cell(self, strategy: str, label: str, measure: Measure) -> dict[int, Outcomes]: ...
+
+    def mitigations(self, strategy: str) -> list[str]: ...
+
+
+class LabelledCell(StrictModel):
+    strategy: str
+    mitigation: str  # as reports name it: `baseline`, `none`, `generic 0.2x`, `mimic placement=style 0.2x`
+    seed: int | None = None  # none for the untuned base
+    labels: list[str] = Field(min_length=1)  # reader-label files, relative to the YAML
+
+
+class LabelledGrid(StrictModel):
+    """A grid's cells as reader-label files (`mimicry eval export-labels`, labelled), for reading its
+    rule when the stored replies are gone: the labels carry the replies and their prompt ids."""
+
+    config: str  # the grid YAML whose `decision:` applies, relative to this file
+    cells: list[LabelledCell] = Field(min_length=1)
+
+
+_SUITE_OF_KIND = {"harmful": "harm", "safe": "overrefusal"}
+
+
+class LabelFileCells:
+    """The cells of a `LabelledGrid`, read from its label files."""
+
+    source = "reader labels (label files)"
+
+    def __init__(self, grid: LabelledGrid, root: Path) -> None:
+        from mimicry.evaluation.labelled import read_labels
+
+        self.labelled: dict[tuple[str, str], dict[int, Labels]] = defaultdict(dict)
+        for entry in grid.cells:
+            seed = UNSEEDED if entry.seed is None else entry.seed
+            found: Labels = {}
+            for name in entry.labels:
+                for r in read_labels(root / name):
+                    if r.prompt_kind not in _SUITE_OF_KIND or not r.prompt_set or not r.presentation:
+                        raise MimicryError(
+                            f"{root / name}: label {r.id!r} lacks prompt_kind, prompt_set or presentation"
+                        )
+                    item = r.id.rsplit("/", 1)[-1]
+                    found[(_SUITE_OF_KIND[r.prompt_kind], r.prompt_set, r.presentation, item)] = str(r.label)
+            self.labelled[(entry.strategy, entry.mitigation)][seed] = found
+
+    def cell(self, strategy: str, label: str, measure: Measure) -> dict[int, Outcomes]:
+        found = {s: outcomes(labels, measure) for s, labels in self.labelled.get((strategy, label), {}).items()}
+        return {s: o for s, o in found.items() if o}
+
+    def mitigations(self, strategy: str) -> list[str]:
+        return [label for (s, label) in self.labelled if s == strategy and label != BASELINE]
+
+
 def _safe_prompt_refusals(eval_dir: Path) -> Labels:
     """Safe-prompt replies read as the over-refusal suite reads them (keyword refusal or not): the
     judges score harm, so no verdict of theirs is stored for these."""
@@ -184,7 +249,7 @@ def _find(labels: list[str], method: str) -> str | None:
     return (exact or prefixed or [None])[0]
 
 
-def apply_rule(rule: DecisionRule, cells: CellOutcomes) -> list[Reading]:
+def apply_rule(rule: DecisionRule, cells: Cells) -> list[Reading]:
     """Each claim of the rule read from the cells that ran; a claim whose cells are missing says so."""
     readings: list[Reading] = []
     labels = cells.mitigations(rule.strategy)
@@ -289,7 +354,7 @@ def _restoration(
     return Reading(claim, statement, "restores", contrasts)
 
 
-def decision_lines(rule: DecisionRule, cells: CellOutcomes) -> list[str]:
+def decision_lines(rule: DecisionRule, cells: Cells) -> list[str]:
     """The report's section: each claim, its verdict, and the paired differences it rests on."""
     readings = apply_rule(rule, cells)
     if not readings:
