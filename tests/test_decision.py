@@ -206,6 +206,7 @@ def test_the_report_applies_the_rule_its_grid_states(tmp_path: Path, grid: list[
 def test_one_id_with_two_texts_keeps_both_labels(tmp_path: Path) -> None:
     """The base asked plainly in two strategies' evaluations shares reply ids; its texts may differ."""
     from mimicry.evaluation.compare import reader_label_index
+    from mimicry.evaluation.labelled import text_digest
 
     files = []
     for name, reply, label in (("a", "I can't.", "refusal"), ("b", "Step 1: ...", "compliance")):
@@ -213,8 +214,8 @@ def test_one_id_with_two_texts_keeps_both_labels(tmp_path: Path) -> None:
         path.write_text(json.dumps({"id": "m/plain/x", "prompt": "p", "response": reply, "label": label}) + "\n")
         files.append(path)
     assert reader_label_index(files) == {
-        ("m/plain/x", "I can't."): "refusal",
-        ("m/plain/x", "Step 1: ..."): "compliance",
+        ("m/plain/x", text_digest("I can't.")): "refusal",
+        ("m/plain/x", text_digest("Step 1: ...")): "compliance",
     }
 
 

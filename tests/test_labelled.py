@@ -155,3 +155,34 @@ def test_an_earlier_label_carries_over_to_the_same_prompt_and_reply_only(tmp_pat
     assert [(r.id, r.label, r.labeller) for r in labelled] == [("new/plain/a", "refusal", "reader")]
     assert "old/plain/a" in str(labelled[0].note)
     assert [r.id for r in todo] == ["new/plain/b", "new/plain/c"]
+
+
+def test_a_label_kept_without_its_texts_still_matches_and_carries_over(tmp_path: Path) -> None:
+    """Labels of replies to prompts that may not be redistributed are committed as digests."""
+    from mimicry.evaluation.compare import reader_label_index, reader_verdicts
+    from mimicry.evaluation.labelled import LabelledReply, reuse_labels
+
+    label = LabelledReply(
+        id="m/in-format/hi-1", prompt="secret prompt", response="I can't.", label="refusal"
+    ).without_text()
+    assert "secret" not in label.model_dump_json() and not label.has_text
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text(label.model_dump_json() + "\n", encoding="utf-8")
+    stored = {"model": "m", "suite": "harm", "set": "hi", "presentation": "in-format", "prompt": "secret prompt"}
+    (tmp_path / "generations.jsonl").write_text(
+        json.dumps({**stored, "key": "k1", "item_id": "hi-1", "response": "I can't."})
+        + "\n"
+        + json.dumps({**stored, "key": "k2", "item_id": "hi-2", "response": "Sure: step 1"})
+        + "\n",
+        encoding="utf-8",
+    )
+    assert reader_verdicts(tmp_path, reader_label_index([earlier])) == {("harm", "hi", "in-format", "hi-1"): "refusal"}
+    rows = [
+        LabelledReply(id="n/in-format/hi-1", prompt="secret prompt", response="I can't."),
+        LabelledReply(id="n/in-format/hi-2", prompt="secret prompt", response="I can't help."),
+    ]
+    labelled, todo = reuse_labels(rows, [earlier])
+    assert [(r.id, r.label, r.response) for r in labelled] == [("n/in-format/hi-1", "refusal", "I can't.")]
+    assert [r.id for r in todo] == ["n/in-format/hi-2"]
+    with pytest.raises(MimicryError, match="only digests"):
+        validate_labelled([KeywordJudge()], [label])

@@ -54,11 +54,11 @@ def stored_verdicts(eval_dir: Path, judge: str) -> dict[tuple[str, str, str, str
 
 
 def reader_label_index(paths: Sequence[str | Path]) -> dict[tuple[str, str], str]:
-    """(reply id, reply text) -> label over label files. Two cells of one model can share an id
+    """(reply id, digest of the reply text) -> label over label files. Two cells of one model can share an id
     (the base asked plainly in two strategies' evaluations) with different texts: both are kept."""
-    from mimicry.evaluation.labelled import read_labels
+    from mimicry.evaluation.labelled import read_labels, text_digest
 
-    return {(r.id, r.response): str(r.label) for path in paths for r in read_labels(path)}
+    return {(r.id, text_digest(r.response)): str(r.label) for path in paths for r in read_labels(path)}
 
 
 def reader_verdicts(
@@ -66,7 +66,7 @@ def reader_verdicts(
 ) -> dict[tuple[str, str, str, str], str]:
     """Reader labels of an evaluation's stored replies, matched by the exported id
     (`model/presentation/item_id`) and by the reply's text, so a label never lands on another reply."""
-    from mimicry.evaluation.labelled import reply_id
+    from mimicry.evaluation.labelled import reply_id, text_digest
     from mimicry.evaluation.store import RecordStore
 
     path = eval_dir / "generations.jsonl"
@@ -74,7 +74,7 @@ def reader_verdicts(
         raise MimicryError(f"{eval_dir} holds no generations.jsonl: name an evaluation directory (its eval/ folder)")
     out: dict[tuple[str, str, str, str], str] = {}
     for g in RecordStore(path).records():
-        found = labels.get((reply_id(g), g["response"]))
+        found = labels.get((reply_id(g), text_digest(g["response"])))
         if found:
             out[(g["suite"], g["set"], g["presentation"], g["item_id"])] = found
     if not out and require_match:

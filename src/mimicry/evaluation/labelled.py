@@ -6,10 +6,16 @@ presentation, prompt_set, labeller). Every judge's three-way verdicts are compar
 labels: accuracy, Cohen's kappa with a bootstrap 95% interval, per-class precision and recall,
 the confusion matrix, overall and per tag; plus kappa between judges. An unparsed verdict is
 kept and counts as a disagreement.
+
+A label may be kept without its texts (`LabelledReply.without_text`): prompt and reply are then
+`sha256:` digests. Such labels still match stored replies and carry over to identical replies,
+so the labels of replies to prompts whose licence keeps them out of a repository (the
+`harmful_instructions` set, CC-BY-NC-4.0) can be committed; no judge can be validated on them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +26,12 @@ from mimicry.errors import MimicryError
 from mimicry.evaluation.judge_base import LABELS, UNPARSED, Judge
 
 TAGS = ("model", "presentation", "prompt_set", "prompt_kind")
+DIGEST = "sha256:"
+
+
+def text_digest(text: str) -> str:
+    """The digest a text-free label keeps in place of a text (a digest is its own digest)."""
+    return text if text.startswith(DIGEST) else DIGEST + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class LabelledReply(StrictModel):
@@ -37,6 +49,14 @@ class LabelledReply(StrictModel):
     max_new_tokens: int | None = None
     labeller: str | None = None
     note: str | None = None
+
+    @property
+    def has_text(self) -> bool:
+        return not self.response.startswith(DIGEST)
+
+    def without_text(self) -> LabelledReply:
+        """This label with its prompt and reply replaced by their digests."""
+        return self.model_copy(update={"prompt": text_digest(self.prompt), "response": text_digest(self.response)})
 
 
 def read_labels(path: str | Path, *, require_labels: bool = True) -> list[LabelledReply]:
@@ -93,6 +113,8 @@ def validate_labelled(
     """The markdown report and, per judge, its overall scores (for picking the headline judge)."""
     from mimicry.evaluation.metrics import bootstrap_kappa_ci, cohen_kappa
 
+    if not all(r.has_text for r in rows):
+        raise MimicryError("some labels keep only digests of their texts: a judge needs the prompt and reply")
     actual = [r.label or "" for r in rows]
     verdicts = {j.judge_id: [v.label for v in j.judge_batch([(r.prompt, r.response) for r in rows])] for j in judges}
     overall = {jid: _scores(pred, actual) for jid, pred in verdicts.items()}
@@ -175,10 +197,10 @@ def reuse_labels(
     known: dict[tuple[str, str], LabelledReply] = {}
     for path in label_files:
         for r in read_labels(path):
-            known.setdefault((r.prompt, r.response), r)
+            known.setdefault((text_digest(r.prompt), text_digest(r.response)), r)
     labelled, todo = [], []
     for row in rows:
-        earlier = known.get((row.prompt, row.response))
+        earlier = known.get((text_digest(row.prompt), text_digest(row.response)))
         if earlier is None:
             todo.append(row)
             continue
