@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, TypeVar
 
 from pydantic import Field
 
@@ -33,6 +33,7 @@ from mimicry.experiments.results import ResultRow
 
 Labels = dict[tuple[str, str, str, str], str]  # (suite, set, presentation, item id) -> three-way label
 Outcomes = dict[tuple[str, str], float]  # (set, item id) -> 1.0 where the reply has the measured label
+Source = TypeVar("Source")  # where a cell keeps its labels: an evaluation directory, or label files
 
 
 @dataclass(frozen=True)
@@ -129,52 +130,54 @@ def contrast(
     return Contrast(a_name, b_name, measure, len(items), rate(side_a), rate(side_b), tuple(per_seed), pooled)
 
 
-class CellOutcomes:
-    """The stored labels of a grid's cells, by (strategy, mitigation label) and seed."""
+class Cells(Generic[Source]):
+    """What the rule reads: each cell's three-way labels by (strategy, mitigation label) and seed,
+    read once from where the cell keeps them."""
+
+    source = ""
+
+    def __init__(self) -> None:
+        self.sources: dict[tuple[str, str], dict[int, Source]] = defaultdict(dict)
+        self._cache: dict[Source, Labels] = {}
+
+    def read(self, source: Source) -> Labels:
+        raise NotImplementedError
+
+    def labels(self, source: Source) -> Labels:
+        if source not in self._cache:
+            self._cache[source] = self.read(source)
+        return self._cache[source]
+
+    def cell(self, strategy: str, label: str, measure: Measure) -> dict[int, Outcomes]:
+        found = {s: outcomes(self.labels(d), measure) for s, d in self.sources.get((strategy, label), {}).items()}
+        return {s: o for s, o in found.items() if o}
+
+    def mitigations(self, strategy: str) -> list[str]:
+        return [label for (s, label) in self.sources if s == strategy and label != BASELINE]
+
+
+class CellOutcomes(Cells[Path]):
+    """The stored labels of a grid's cells: each cell's source is its evaluation directory."""
 
     def __init__(
         self, rows: Sequence[ResultRow], artifacts_root: Path, judge: str, labels: Sequence[Path] = ()
     ) -> None:
-        self.eval_dirs: dict[tuple[str, str], dict[int, Path]] = defaultdict(dict)
+        super().__init__()
         for r in rows:
             if r.eval_key:
                 seed = UNSEEDED if r.cell.mitigation == BASELINE else int(r.cell.seed or 0)
-                self.eval_dirs[(r.cell.strategy, r.cell.label)][seed] = (
-                    artifacts_root / "evaluate" / r.eval_key / "eval"
-                )
+                self.sources[(r.cell.strategy, r.cell.label)][seed] = artifacts_root / "evaluate" / r.eval_key / "eval"
         self.judge = judge
         self.reader_labels = reader_label_index(labels) if labels else None
-        self._cache: dict[Path, Labels] = {}
 
     @property
     def source(self) -> str:
         return "reader labels" if self.reader_labels is not None else f"judge `{self.judge}`"
 
-    def labels(self, eval_dir: Path) -> Labels:
-        if eval_dir not in self._cache:
-            if self.reader_labels is not None:
-                self._cache[eval_dir] = reader_verdicts(eval_dir, self.reader_labels, require_match=False)
-            else:
-                self._cache[eval_dir] = {**stored_verdicts(eval_dir, self.judge), **_safe_prompt_refusals(eval_dir)}
-        return self._cache[eval_dir]
-
-    def cell(self, strategy: str, label: str, measure: Measure) -> dict[int, Outcomes]:
-        found = {s: outcomes(self.labels(d), measure) for s, d in self.eval_dirs.get((strategy, label), {}).items()}
-        return {s: o for s, o in found.items() if o}
-
-    def mitigations(self, strategy: str) -> list[str]:
-        return [label for (s, label) in self.eval_dirs if s == strategy and label != BASELINE]
-
-
-class Cells(Protocol):
-    """What the rule reads: each cell's outcomes by seed, and which mitigations ran."""
-
-    @property
-    def source(self) -> str: ...
-
-    def cell(self, strategy: str, label: str, measure: Measure) -> dict[int, Outcomes]: ...
-
-    def mitigations(self, strategy: str) -> list[str]: ...
+    def read(self, eval_dir: Path) -> Labels:
+        if self.reader_labels is not None:
+            return reader_verdicts(eval_dir, self.reader_labels, require_match=False)
+        return {**stored_verdicts(eval_dir, self.judge), **_safe_prompt_refusals(eval_dir)}
 
 
 class LabelledCell(StrictModel):
@@ -195,34 +198,28 @@ class LabelledGrid(StrictModel):
 _SUITE_OF_KIND = {"harmful": "harm", "safe": "overrefusal"}
 
 
-class LabelFileCells:
-    """The cells of a `LabelledGrid`, read from its label files."""
+class LabelFileCells(Cells[tuple[Path, ...]]):
+    """The cells of a `LabelledGrid`: each cell's source is its label files."""
 
     source = "reader labels (label files)"
 
     def __init__(self, grid: LabelledGrid, root: Path) -> None:
-        from mimicry.evaluation.labelled import read_labels
-
-        self.labelled: dict[tuple[str, str], dict[int, Labels]] = defaultdict(dict)
+        super().__init__()
         for entry in grid.cells:
             seed = UNSEEDED if entry.seed is None else entry.seed
-            found: Labels = {}
-            for name in entry.labels:
-                for r in read_labels(root / name):
-                    if r.prompt_kind not in _SUITE_OF_KIND or not r.prompt_set or not r.presentation:
-                        raise MimicryError(
-                            f"{root / name}: label {r.id!r} lacks prompt_kind, prompt_set or presentation"
-                        )
-                    item = r.id.rsplit("/", 1)[-1]
-                    found[(_SUITE_OF_KIND[r.prompt_kind], r.prompt_set, r.presentation, item)] = str(r.label)
-            self.labelled[(entry.strategy, entry.mitigation)][seed] = found
+            self.sources[(entry.strategy, entry.mitigation)][seed] = tuple(root / name for name in entry.labels)
 
-    def cell(self, strategy: str, label: str, measure: Measure) -> dict[int, Outcomes]:
-        found = {s: outcomes(labels, measure) for s, labels in self.labelled.get((strategy, label), {}).items()}
-        return {s: o for s, o in found.items() if o}
+    def read(self, files: tuple[Path, ...]) -> Labels:
+        from mimicry.evaluation.labelled import read_labels
 
-    def mitigations(self, strategy: str) -> list[str]:
-        return [label for (s, label) in self.labelled if s == strategy and label != BASELINE]
+        found: Labels = {}
+        for path in files:
+            for r in read_labels(path):
+                if r.prompt_kind not in _SUITE_OF_KIND or not r.prompt_set or not r.presentation:
+                    raise MimicryError(f"{path}: label {r.id!r} lacks prompt_kind, prompt_set or presentation")
+                item = r.id.rsplit("/", 1)[-1]  # ids are `model/presentation/item_id`
+                found[(_SUITE_OF_KIND[r.prompt_kind], r.prompt_set, r.presentation, item)] = str(r.label)
+        return found
 
 
 def _safe_prompt_refusals(eval_dir: Path) -> Labels:
