@@ -22,3 +22,20 @@ def test_a_part_of_the_evidence_grid_runs_the_grids_own_cells(part: str) -> None
         assert getattr(piece, section) == getattr(whole, section), section
     cells = {c.id for c in expand(whole)}
     assert {c.id for c in expand(piece)} <= cells
+
+
+def test_the_committed_labels_give_the_reported_three_seed_readings() -> None:
+    """docs/results/evidence.md's pooled reading, recomputed from the label files it cites."""
+    from mimicry.experiments.decision import LabelFileCells, LabelledGrid, apply_rule
+
+    manifest = CONFIGS.parent / "docs" / "results" / "evidence" / "cells.yaml"
+    labelled = load_yaml_config(LabelledGrid, manifest)
+    rule = load_yaml_config(GridConfig, manifest.parent / labelled.config).decision
+    assert rule is not None
+    readings = {
+        (r.claim, r.statement.split(" restores")[0]): r.verdict
+        for r in apply_rule(rule, LabelFileCells(labelled, manifest.parent))
+    }
+    assert readings[("iii (refusal, secondary)", "mimic placement=task 0.2x")] == "restores"
+    assert readings[("iii (refusal, secondary)", "mimic placement=style 0.2x")].startswith("refuses in the format")
+    assert readings[("iii", "mimic placement=task 0.2x")].startswith("not shown")
