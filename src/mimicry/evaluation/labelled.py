@@ -183,9 +183,17 @@ def validate_labelled(
     return "\n".join(lines), overall
 
 
+KIND_OF_SUITE = {"harm": "harmful", "overrefusal": "safe"}  # a label's prompt_kind, by the suite that asked
+
+
 def reply_id(generation: dict) -> str:
     """The stable id of a stored reply in label files: model, presentation, prompt item."""
     return f"{generation['model']}/{generation['presentation']}/{generation['item_id']}"
+
+
+def item_of_reply_id(label_id: str) -> str:
+    """The prompt item a `reply_id` names (the model part may itself hold slashes)."""
+    return label_id.rsplit("/", 1)[-1]
 
 
 def reuse_labels(
@@ -220,7 +228,7 @@ def export_for_labelling(eval_dirs: Sequence[str | Path], strategy: str | None =
         if not gen_file.is_file():
             raise MimicryError(f"no generations.jsonl in {directory}")
         for g in RecordStore(gen_file).records():
-            if g.get("suite") not in ("harm", "overrefusal"):
+            if g.get("suite") not in KIND_OF_SUITE:
                 continue
             rows.append(
                 LabelledReply(
@@ -231,7 +239,7 @@ def export_for_labelling(eval_dirs: Sequence[str | Path], strategy: str | None =
                     strategy=strategy if g["presentation"] == "in-format" else None,
                     presentation=g["presentation"],
                     prompt_set=g["set"],
-                    prompt_kind="harmful" if g["suite"] == "harm" else "safe",
+                    prompt_kind=KIND_OF_SUITE[g["suite"]],
                     max_new_tokens=(g.get("generation") or {}).get("max_new_tokens"),
                 )
             )

@@ -195,9 +195,6 @@ class LabelledGrid(StrictModel):
     cells: list[LabelledCell] = Field(min_length=1)
 
 
-_SUITE_OF_KIND = {"harmful": "harm", "safe": "overrefusal"}
-
-
 class LabelFileCells(Cells[tuple[Path, ...]]):
     """The cells of a `LabelledGrid`: each cell's source is its label files."""
 
@@ -210,15 +207,16 @@ class LabelFileCells(Cells[tuple[Path, ...]]):
             self.sources[(entry.strategy, entry.mitigation)][seed] = tuple(root / name for name in entry.labels)
 
     def read(self, files: tuple[Path, ...]) -> Labels:
-        from mimicry.evaluation.labelled import read_labels
+        from mimicry.evaluation.labelled import KIND_OF_SUITE, item_of_reply_id, read_labels
 
+        suite_of_kind = {kind: suite for suite, kind in KIND_OF_SUITE.items()}
         found: Labels = {}
         for path in files:
             for r in read_labels(path):
-                if r.prompt_kind not in _SUITE_OF_KIND or not r.prompt_set or not r.presentation:
+                if r.prompt_kind not in suite_of_kind or not r.prompt_set or not r.presentation:
                     raise MimicryError(f"{path}: label {r.id!r} lacks prompt_kind, prompt_set or presentation")
-                item = r.id.rsplit("/", 1)[-1]  # ids are `model/presentation/item_id`
-                found[(_SUITE_OF_KIND[r.prompt_kind], r.prompt_set, r.presentation, item)] = str(r.label)
+                key = (suite_of_kind[r.prompt_kind], r.prompt_set, r.presentation, item_of_reply_id(r.id))
+                found[key] = str(r.label)
         return found
 
 
